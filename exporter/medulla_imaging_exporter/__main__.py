@@ -1,0 +1,3 @@
+from medulla_imaging_exporter.cli import main
+
+raise SystemExit(main())

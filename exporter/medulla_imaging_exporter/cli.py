@@ -1,0 +1,150 @@
+"""Command line, in the style of Prometheus' own tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from medulla_imaging_exporter import __version__, logs
+from medulla_imaging_exporter.config import ConfigError, load_config
+from medulla_imaging_exporter.demo import start_demo
+from medulla_imaging_exporter.runtime import Runtime
+from medulla_imaging_exporter.web import create_app
+
+DEFAULT_PORT = 9867
+log = logging.getLogger("medulla_imaging_exporter")
+
+
+def parse_listen_address(value: str) -> tuple[str | None, int]:
+    """``host:port``, ``:port`` (every interface) or ``[v6]:port``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected host:port or :port, got {value!r}")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="medulla-imaging-exporter",
+        description="Prometheus exporter for the imaging servers of Medulla.",
+    )
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        metavar="PATH",
+        help="YAML configuration file (see examples/config.yml).",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="Run on simulated imaging servers reproducing the seed page's entities "
+        "(listens on 127.0.0.1 unless --web.listen-address says otherwise).",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen_address",
+        type=parse_listen_address,
+        default=None,
+        metavar="ADDR",
+        help=f"Address to listen on (default :{DEFAULT_PORT}).",
+    )
+    p.add_argument(
+        "--scrape.timeout-offset",
+        dest="timeout_offset",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="Subtracted from Prometheus' scrape timeout to get the probe deadline (default 0.5).",
+    )
+    p.add_argument(
+        "--config.check",
+        dest="config_check",
+        action="store_true",
+        help="Validate the configuration file, then exit 0 (valid) or 1.",
+    )
+    p.add_argument("--log.level", dest="log_level", choices=list(logs.LEVELS), default="info")
+    p.add_argument(
+        "--log.format", dest="log_format", choices=list(logs.FORMATTERS), default="logfmt"
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+async def serve(args: argparse.Namespace) -> int:
+    demo = await start_demo() if args.demo else None
+    try:
+        if demo is not None:
+            runtime = Runtime(lambda: demo.config, args.timeout_offset)
+        else:
+            path = args.config_file
+            runtime = Runtime(lambda: load_config(path), args.timeout_offset)
+    except ConfigError as err:
+        log.error("invalid configuration", extra={"err": str(err)})
+        if demo is not None:
+            await demo.aclose()
+        return 1
+    default_host = "127.0.0.1" if demo is not None else None
+    host, port = args.listen_address or (default_host, DEFAULT_PORT)
+    runner = web.AppRunner(create_app(runtime), handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        log.info(
+            "listening",
+            extra={
+                "address": f"{host or ''}:{port}",
+                "version": __version__,
+                "entities": len(runtime.config.entities),
+                "demo": demo is not None,
+            },
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(runtime))
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await runner.cleanup()
+        if demo is not None:
+            await demo.aclose()
+    return 0
+
+
+def _reload(runtime: Runtime) -> None:
+    with contextlib.suppress(ConfigError):  # already logged; the running config stays
+        runtime.reload()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
+    if args.demo == bool(args.config_file):
+        print("medulla-imaging-exporter: give either --config.file PATH or --demo", file=sys.stderr)
+        return 2
+    if args.config_check:
+        if args.demo:
+            print("--config.check needs --config.file", file=sys.stderr)
+            return 2
+        try:
+            config = load_config(args.config_file)
+        except ConfigError as err:
+            print(err, file=sys.stderr)
+            return 1
+        print(f"{config.source}: OK, {len(config.entities)} entities")
+        return 0
+    try:
+        return asyncio.run(serve(args))
+    except OSError as err:  # e.g. address already in use
+        log.error("cannot start", extra={"err": str(err)})
+        return 1

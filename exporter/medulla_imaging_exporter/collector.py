@@ -1,0 +1,218 @@
+"""Metric families built fresh from the statuses of one scrape.
+
+The collector holds nothing between scrapes: an entity removed from the
+configuration simply has no status, so its series are gone at the next scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from medulla_imaging_exporter import __version__
+from medulla_imaging_exporter.config import Entity, redact_url
+from medulla_imaging_exporter.model import EntityStatus, Reason, Reply, Section, Status
+
+PREFIX = "medulla_imaging"
+
+
+def _gauge(name: str, doc: str, labels: Sequence[str] = ("entity",)) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+
+
+# Per-reply gauges: (metric name, help, part of the Reply or None for the Reply, attribute).
+_REPLY_GAUGES: list[tuple[str, str, str | None, str]] = [
+    (
+        "uptime_seconds",
+        "Seconds since the imaging server booted (the page's 'up since').",
+        None,
+        "uptime_seconds",
+    ),
+    (
+        "masters_storage_used_ratio",
+        "Used fraction of the partition holding the masters folder (space_available).",
+        "masters_storage",
+        "used_ratio",
+    ),
+    (
+        "masters_storage_avail_bytes",
+        "Bytes available on the partition holding the masters folder (space_available).",
+        "masters_storage",
+        "avail_bytes",
+    ),
+    ("memory_total_bytes", "Total memory of the imaging server.", "memory", "total_bytes"),
+    (
+        "memory_used_bytes",
+        "Memory used by processes, without buffers and cache.",
+        "memory",
+        "used_bytes",
+    ),
+    ("memory_free_bytes", "Memory not used at all.", "memory", "free_bytes"),
+    (
+        "memory_buff_cache_bytes",
+        "Memory used by buffers and page cache.",
+        "memory",
+        "buff_cache_bytes",
+    ),
+    (
+        "memory_available_bytes",
+        "Memory available for new processes without swapping.",
+        "memory",
+        "available_bytes",
+    ),
+    ("swap_total_bytes", "Total swap space.", "memory", "swap_total_bytes"),
+    ("swap_used_bytes", "Swap space in use.", "memory", "swap_used_bytes"),
+    (
+        "clients_registered",
+        "Clients registered in the entity (entity statistics).",
+        "stats",
+        "clients_registered",
+    ),
+    (
+        "clients_with_rescue_image",
+        "Clients of the entity that have a rescue image.",
+        "stats",
+        "clients_with_rescue_image",
+    ),
+    (
+        "masters_available",
+        "Masters available for deployment in the entity.",
+        "stats",
+        "masters_available",
+    ),
+]
+
+
+def _read(reply: Reply, part: str | None, attribute: str) -> float | None:
+    holder = reply if part is None else getattr(reply, part)
+    value = None if holder is None else getattr(holder, attribute)
+    return None if value is None else float(value)
+
+
+_FILESYSTEM_GAUGES = [
+    ("filesystem_size_bytes", "Size of a filesystem of the imaging server (df -k).", "size_bytes"),
+    ("filesystem_used_bytes", "Used bytes of a filesystem of the imaging server.", "used_bytes"),
+    ("filesystem_avail_bytes", "Bytes available to unprivileged users.", "avail_bytes"),
+]
+
+
+def entity_metrics(
+    entities: Sequence[Entity], statuses: Iterable[EntityStatus]
+) -> Iterator[Metric]:
+    """Every per-entity family, for the statuses of one scrape."""
+    by_name = {e.name: e for e in entities}
+    statuses = [s for s in statuses if s.entity in by_name]
+
+    info = InfoMetricFamily(
+        f"{PREFIX}_entity",
+        "Entity and the imaging server linked to it.",
+        labels=["entity", "uuid", "server"],
+    )
+    status_g = _gauge(
+        "server_status",
+        "1 for the server's current status, 0 for the others.",
+        ["entity", "status"],
+    )
+    up = _gauge("server_up", "1 if the imaging server answered with a usable status, else 0.")
+    reason_g = _gauge(
+        "probe_failure_reason",
+        "1 for the reason the last probe failed, 0 for the others.",
+        ["entity", "reason"],
+    )
+    duration = _gauge("probe_duration_seconds", "How long the probe of the server took.")
+    cert = _gauge(
+        "tls_cert_not_after_timestamp_seconds", "When the imaging server's TLS certificate expires."
+    )
+    boot = _gauge("boot_time_seconds", "When the imaging server booted (probe time - uptime).")
+    section_g = _gauge(
+        "section_up", "1 if this section of the reply could be read, else 0.", ["entity", "section"]
+    )
+    reply_gauges = [(_gauge(n, d), part, a) for n, d, part, a in _REPLY_GAUGES]
+    fs_gauges = [
+        (_gauge(n, d, ["entity", "device", "mountpoint"]), a) for n, d, a in _FILESYSTEM_GAUGES
+    ]
+
+    for s in statuses:
+        entity = by_name[s.entity]
+        name = [s.entity]
+        info.add_metric(
+            [*name, entity.uuid or "", redact_url(entity.url) if entity.url else ""], {}
+        )
+        for st in Status:
+            status_g.add_metric([s.entity, st.value], 1.0 if s.status is st else 0.0)
+        if s.status is Status.NOT_LINKED:
+            continue
+        up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
+        for r in Reason:
+            reason_g.add_metric([s.entity, r.value], 1.0 if s.reason is r else 0.0)
+        if s.duration_seconds is not None:
+            duration.add_metric(name, s.duration_seconds)
+        if s.cert_not_after is not None:
+            cert.add_metric(name, s.cert_not_after)
+        reply = s.reply
+        if reply is None:
+            continue
+        for sec in Section:
+            section_g.add_metric([s.entity, sec.value], 0.0 if sec in reply.section_errors else 1.0)
+        for gauge, part, attribute in reply_gauges:
+            value = _read(reply, part, attribute)
+            if value is not None:
+                gauge.add_metric(name, value)
+        if reply.uptime_seconds is not None and s.started_at is not None:
+            boot.add_metric(name, round(s.started_at - reply.uptime_seconds))
+        for fs in reply.filesystems or ():
+            labels = [s.entity, fs.device, fs.mountpoint]
+            for gauge, attribute in fs_gauges:
+                gauge.add_metric(labels, float(getattr(fs, attribute)))
+
+    yield from (info, status_g, up, reason_g, duration, cert, section_g, boot)
+    yield from (g for g, _, _ in reply_gauges)
+    yield from (g for g, _ in fs_gauges)
+
+
+class ScrapeCollector(Collector):
+    """Registered in a fresh registry per request, with the statuses of that request."""
+
+    def __init__(self, entities: Sequence[Entity], statuses: Sequence[EntityStatus]) -> None:
+        self.entities = entities
+        self.statuses = statuses
+
+    def collect(self) -> Iterable[Metric]:
+        return entity_metrics(self.entities, self.statuses)
+
+
+@dataclass
+class ReloadState:
+    """What the last configuration load did, for the exporter's own metrics."""
+
+    successful: bool = True
+    last_success_timestamp: float = 0.0
+
+
+class ExporterCollector(Collector):
+    """The exporter's own health: build, configuration reloads."""
+
+    def __init__(self, reload_state: ReloadState) -> None:
+        self.reload_state = reload_state
+
+    def collect(self) -> Iterable[Metric]:
+        build = _gauge(
+            "exporter_build_info", "Always 1; the exporter's version as a label.", ["version"]
+        )
+        build.add_metric([__version__], 1.0)
+        ok = _gauge(
+            "exporter_config_last_reload_successful",
+            "1 if the last configuration load succeeded, else 0.",
+            [],
+        )
+        ok.add_metric([], 1.0 if self.reload_state.successful else 0.0)
+        ts = _gauge(
+            "exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            [],
+        )
+        ts.add_metric([], self.reload_state.last_success_timestamp)
+        return [build, ok, ts]

@@ -1,0 +1,290 @@
+"""Configuration: YAML validated at load into frozen, typed objects.
+
+Every bad field gives one error naming the file and the key, all of them at
+once, so that an administrator fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_MAX_REPLY_BYTES = 1 << 20
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """Raised with every problem of a configuration file, one per line."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    server_name: str | None = None
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True)
+class Entity:
+    name: str
+    uuid: str | None = None
+    url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    tls: TLSConfig = field(default_factory=TLSConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    entities: tuple[Entity, ...]
+    source: str = "<memory>"
+
+    def entity(self, name: str) -> Entity | None:
+        return next((e for e in self.entities if e.name == name), None)
+
+
+def parse_duration(value: object) -> float:
+    """Prometheus-style duration ("10s", "1m30s", "500ms") or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration such as 10s, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and value and (m := _DURATION.match(value)):
+        h, mi, s, ms = m.groups()
+        seconds = int(h or 0) * 3600 + int(mi or 0) * 60 + float(s or 0) + int(ms or 0) / 1000
+    else:
+        raise ValueError(f"expected a duration such as 10s, 1m30s or 500ms, got {value!r}")
+    if not seconds > 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return seconds
+
+
+def redact_url(url: str) -> str:
+    """The URL without user and password, for labels, pages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+class _Reader:
+    """Walks the YAML tree, collecting one problem per bad key instead of stopping."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.problems: list[str] = []
+
+    def mapping(self, value: object, where: str, allowed: set[str]) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.problems.append(f"{where}: expected a mapping, got {type(value).__name__}")
+            return {}
+        for key in value:
+            if key not in allowed:
+                known = ", ".join(sorted(allowed))
+                self.problems.append(f"{_join(where, key)}: unknown key (known keys: {known})")
+        return {k: v for k, v in value.items() if k in allowed}
+
+    def field(self, where: str, convert: Callable[[object], T], value: object) -> T | None:
+        try:
+            return convert(value)
+        except ValueError as err:
+            self.problems.append(f"{where}: {err}")
+            return None
+
+    def path(self, value: object) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"expected a file path, got {value!r}")
+        path = Path(value)
+        path = path if path.is_absolute() else self.base_dir / path
+        try:
+            path.read_bytes()
+        except OSError as err:
+            raise ValueError(f"cannot read {path}: {err.strerror or err}") from None
+        return path
+
+
+def _join(where: str, key: object) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return value
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a URL such as https://host:9990/imaging_api, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as err:
+        raise ValueError(f"bad URL {redact_url(value)!r}: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"expected an http:// or https:// URL with a host, got {redact_url(value)!r}"
+        )
+    if parts.fragment:
+        raise ValueError(f"a URL fragment is not allowed in {redact_url(value)!r}")
+    return value
+
+
+_TLS_KEYS = {"ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"}
+_ENTITY_KEYS = {"name", "uuid", "url", "timeout", "max_reply_bytes", "tls_config"}
+_DEFAULT_KEYS = {"timeout", "max_reply_bytes", "tls_config"}
+_TOP_KEYS = {"defaults", "entities"}
+
+
+def _tls(reader: _Reader, raw: Mapping[str, Any], where: str, base: TLSConfig) -> TLSConfig:
+    before = len(reader.problems)
+    values: dict[str, Any] = {}
+    for key in ("ca_file", "cert_file", "key_file"):
+        if key in raw:
+            values[key] = reader.field(_join(where, key), reader.path, raw[key])
+    if "server_name" in raw:
+        values["server_name"] = reader.field(
+            _join(where, "server_name"), _string, raw["server_name"]
+        )
+    if "insecure_skip_verify" in raw:
+        values["insecure_skip_verify"] = reader.field(
+            _join(where, "insecure_skip_verify"), _bool, raw["insecure_skip_verify"]
+        )
+    if len(reader.problems) > before:
+        return base
+    tls = replace(base, **values)
+    if (tls.cert_file is None) != (tls.key_file is None):
+        reader.problems.append(f"{where}: cert_file and key_file must be given together")
+    elif values:
+        _check_loads(reader, tls, where)
+    return tls
+
+
+def _check_loads(reader: _Reader, tls: TLSConfig, where: str) -> None:
+    """Load the PEM files once now, so a bad one is reported at load and not at 3 a.m."""
+    try:
+        ssl_context(tls)
+    except (ssl.SSLError, OSError) as err:
+        reader.problems.append(f"{where}: cannot load the certificate files: {err}")
+
+
+def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
+    """An SSL context for these settings (verification on unless turned off)."""
+    ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert_file and tls.key_file:
+        ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+    return ctx
+
+
+def _settings(reader: _Reader, raw: Mapping[str, Any], where: str, base: Entity) -> dict[str, Any]:
+    """The settings shared by ``defaults`` and each entity, over those of ``base``."""
+    out: dict[str, Any] = {
+        "timeout": base.timeout,
+        "max_reply_bytes": base.max_reply_bytes,
+        "tls": base.tls,
+    }
+    if "timeout" in raw:
+        out["timeout"] = reader.field(_join(where, "timeout"), parse_duration, raw["timeout"])
+    if "max_reply_bytes" in raw:
+        out["max_reply_bytes"] = reader.field(
+            _join(where, "max_reply_bytes"), _positive_int, raw["max_reply_bytes"]
+        )
+    if "tls_config" in raw:
+        tls_where = _join(where, "tls_config")
+        out["tls"] = _tls(
+            reader, reader.mapping(raw["tls_config"], tls_where, _TLS_KEYS), tls_where, base.tls
+        )
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def parse_config(data: object, source: str = "<memory>", base_dir: Path | None = None) -> Config:
+    """Validate an already-decoded YAML document."""
+    reader = _Reader(base_dir or Path.cwd())
+    top = reader.mapping(data, "", _TOP_KEYS)
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(source, reader.problems)
+    defaults_raw = reader.mapping(top.get("defaults"), "defaults", _DEFAULT_KEYS)
+    template = Entity(name="", **_settings(reader, defaults_raw, "defaults", Entity(name="")))
+
+    entities: list[Entity] = []
+    raw_entities = top.get("entities")
+    if raw_entities is None:
+        raw_entities = []
+    if not isinstance(raw_entities, list):
+        reader.problems.append(f"entities: expected a list, got {type(raw_entities).__name__}")
+        raw_entities = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw_entities):
+        where = f"entities[{index}]"
+        raw = reader.mapping(item, where, _ENTITY_KEYS)
+        if not isinstance(item, Mapping):
+            continue
+        name = reader.field(_join(where, "name"), _string, raw.get("name"))
+        if name is not None:
+            if name in seen:
+                reader.problems.append(f"{where}.name: duplicate entity name {name!r}")
+            seen.add(name)
+        uuid = reader.field(_join(where, "uuid"), _string, raw["uuid"]) if "uuid" in raw else None
+        url = (
+            reader.field(_join(where, "url"), _url, raw["url"])
+            if raw.get("url") is not None
+            else None
+        )
+        settings = _settings(reader, raw, where, template)
+        if name is not None:
+            entities.append(Entity(name=name, uuid=uuid, url=url, **settings))
+    if reader.problems:
+        raise ConfigError(source, reader.problems)
+    return Config(entities=tuple(entities), source=source)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), [f"cannot read the file: {err}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(str(path), [f"not valid YAML: {err}"]) from None
+    return parse_config(data, source=str(path), base_dir=path.parent)

@@ -1,0 +1,273 @@
+"""Pure functions from the bytes and values of an ``imagingServerStatus`` reply to typed values.
+
+Nothing here knows about HTTP or sockets: the transport hands over bytes, these
+functions hand back values or raise ``ParseError``, and tests feed them plain data.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xmlrpc.client
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from defusedxml.xmlrpc import DefusedExpatParser
+
+from medulla_imaging_exporter.model import (
+    Filesystem,
+    MastersStorage,
+    Memory,
+    Reply,
+    Section,
+    Stats,
+)
+
+KIB = 1024
+MIB = 1024 * 1024
+
+# Filesystems that hold no imaging data; df shows them by device name.
+PSEUDO_DEVICES = frozenset(
+    {
+        "tmpfs",
+        "devtmpfs",
+        "udev",
+        "none",
+        "proc",
+        "sysfs",
+        "cgroup",
+        "cgroup2",
+        "shm",
+        "efivarfs",
+        "securityfs",
+        "debugfs",
+        "tracefs",
+        "pstore",
+        "bpf",
+        "mqueue",
+        "hugetlbfs",
+        "ramfs",
+        "nsfs",
+        "devpts",
+        "run",
+        "rootfs",
+    }
+)
+
+_DF_ROW = re.compile(r"^(?P<numbers>\s*\d+\s+\d+\s+\d+\s+(?:\d+%|-))\s(?P<mount>.*)$")
+_NUMBER = re.compile(r"^\d+$")
+
+
+class ParseError(ValueError):
+    """A reply, or one section of it, that does not have the expected shape."""
+
+
+class FaultReply(ParseError):
+    """The server answered with an XML-RPC fault or a fault struct."""
+
+
+# --- XML-RPC -----------------------------------------------------------------------------
+
+
+REQUEST_BODY = xmlrpc.client.dumps((), "imagingServerStatus").encode("utf-8")
+
+
+def decode_response(body: bytes) -> object:
+    """The single value of an XML-RPC methodResponse, parsed without entity expansion."""
+    unmarshaller = xmlrpc.client.Unmarshaller()
+    parser = DefusedExpatParser(unmarshaller, forbid_dtd=True)
+    try:
+        parser.feed(body)
+        parser.close()
+        values = unmarshaller.close()
+    except xmlrpc.client.Fault as fault:
+        raise FaultReply(f"XML-RPC fault {fault.faultCode}: {fault.faultString}"[:200]) from None
+    except Exception as err:  # expat, defusedxml and the unmarshaller each raise their own
+        raise ParseError(f"not an XML-RPC reply: {type(err).__name__}: {err}"[:200]) from None
+    if len(values) != 1:
+        raise ParseError(f"expected one value in the reply, got {len(values)}")
+    return values[0]
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+def _lines(value: object, section: str) -> list[str]:
+    if value == -1:
+        raise ParseError(f"the server reported that {section} failed (-1)")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ParseError(f"expected an array of strings, got {type(value).__name__}")
+    return [line for line in value if line.strip()]
+
+
+def _count(value: object, what: str) -> int:
+    """A non-negative integer, accepting the numeric strings Medulla's agent sends."""
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParseError(f"{what}: expected a non-negative integer, got {value!r}")
+    return value
+
+
+def parse_df(value: object) -> tuple[Filesystem, ...]:
+    """``df -k`` lines to filesystems, skipping pseudo filesystems and empty ones.
+
+    A long device name may sit alone on its line with the numbers on the next; a
+    mount point may contain spaces. Lines of any other shape are skipped.
+    """
+    lines = _lines(value, "df")
+    if not lines:
+        raise ParseError("empty df output")
+    header = lines[0].split()
+    if header[:2] != ["Filesystem", "1K-blocks"]:
+        raise ParseError(f"unexpected df header {lines[0][:80]!r} (expected 1K-blocks)")
+    filesystems: list[Filesystem] = []
+    pending_device: str | None = None
+    for line in lines[1:]:
+        if pending_device is not None and (m := _DF_ROW.match(line)):
+            device, rest = pending_device, m
+        else:
+            device, _, tail = line.strip().partition(" ")
+            if not tail.strip():
+                pending_device = device or None
+                continue
+            m = _DF_ROW.match(tail)
+            if m is None:
+                pending_device = None
+                continue
+            rest = m
+        pending_device = None
+        size, used, avail = (int(n) for n in rest["numbers"].split()[:3])
+        mount = rest["mount"].strip()
+        if device in PSEUDO_DEVICES or size == 0 or not mount.startswith("/"):
+            continue
+        filesystems.append(
+            Filesystem(
+                device=device,
+                mountpoint=mount,
+                size_bytes=size * KIB,
+                used_bytes=used * KIB,
+                avail_bytes=avail * KIB,
+            )
+        )
+    return tuple(filesystems)
+
+
+def parse_free(value: object) -> Memory:
+    """``free`` (KiB) in either layout, read by header names, never by column position."""
+    lines = _lines(value, "free")
+    if not lines:
+        raise ParseError("empty free output")
+    header = lines[0].split()
+    rows: dict[str, list[int]] = {}
+    for line in lines[1:]:
+        label, _, numbers = line.partition(":")
+        fields = numbers.split()
+        if label.strip() and fields and all(_NUMBER.match(f) for f in fields):
+            rows[label.strip()] = [int(f) for f in fields]
+    mem = rows.get("Mem")
+    if mem is None:
+        raise ParseError("no Mem: line in free output")
+    if len(mem) != len(header):
+        raise ParseError(f"free header {header} does not match the Mem: line")
+    col = dict(zip(header, mem, strict=True))
+    if not {"total", "used", "free"} <= col.keys():
+        raise ParseError(f"unknown free header {lines[0].strip()[:80]!r}")
+    if "buff/cache" in col:
+        buff_cache = col["buff/cache"]
+    elif "buffers" in col and ("cached" in col or "cache" in col):
+        buff_cache = col["buffers"] + col.get("cached", col.get("cache", 0))
+    else:
+        raise ParseError(f"no buffers/cache column in free header {lines[0].strip()[:80]!r}")
+    old = rows.get("-/+ buffers/cache")
+    if old is not None and len(old) == 2:
+        # old procps: "used" includes buffers and cache; this line has the real figures
+        used, available = old
+    else:
+        used = col["used"]
+        available = col.get("available", col["free"] + buff_cache)
+    swap = rows.get("Swap")
+    swap_total, swap_used = (swap[0], swap[1]) if swap and len(swap) >= 2 else (None, None)
+    return Memory(
+        total_bytes=col["total"] * KIB,
+        used_bytes=used * KIB,
+        free_bytes=col["free"] * KIB,
+        buff_cache_bytes=buff_cache * KIB,
+        available_bytes=available * KIB,
+        swap_total_bytes=None if swap_total is None else swap_total * KIB,
+        swap_used_bytes=None if swap_used is None else swap_used * KIB,
+    )
+
+
+def parse_uptime(value: object) -> float:
+    """First field of ``/proc/uptime``: seconds since boot."""
+    if value == -1:
+        raise ParseError("the server reported that uptime failed (-1)")
+    if not isinstance(value, str) or not value.split():
+        raise ParseError(f"expected the text of /proc/uptime, got {value!r}"[:120])
+    try:
+        seconds = float(value.split()[0])
+    except ValueError:
+        raise ParseError(f"uptime is not a number: {value.split()[0]!r}"[:120]) from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ParseError(f"uptime out of range: {seconds!r}")
+    return seconds
+
+
+def parse_space_available(value: object) -> MastersStorage:
+    """``[used percent, available MiB]`` of the partition holding the masters."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise ParseError(f"expected [used percent, available MiB], got {value!r}"[:120])
+    if list(value) == [-1, -1]:
+        raise ParseError("the server reported that df -m failed ([-1, -1])")
+    percent = _count(value[0], "used percent")
+    avail = _count(value[1], "available MiB")
+    if percent > 100:
+        raise ParseError(f"used percent out of range: {percent}")
+    return MastersStorage(used_ratio=percent / 100, avail_bytes=avail * MIB)
+
+
+def parse_stats(value: object) -> Stats:
+    if not isinstance(value, Mapping):
+        raise ParseError(f"expected a struct, got {type(value).__name__}")
+    try:
+        return Stats(
+            clients_registered=_count(value["total"], "total"),
+            clients_with_rescue_image=_count(value["rescue"], "rescue"),
+            masters_available=_count(value["master"], "master"),
+        )
+    except KeyError as err:
+        raise ParseError(f"missing member {err}") from None
+
+
+_SECTIONS: dict[Section, tuple[str, Callable[[object], Any]]] = {
+    Section.DISK_INFO: ("filesystems", parse_df),
+    Section.MEM_INFO: ("memory", parse_free),
+    Section.UPTIME: ("uptime_seconds", parse_uptime),
+    Section.SPACE_AVAILABLE: ("masters_storage", parse_space_available),
+    Section.STATS: ("stats", parse_stats),
+}
+
+
+def parse_reply(value: object) -> Reply:
+    """The whole struct; each section that fails is recorded and the rest still kept."""
+    if not isinstance(value, Mapping):
+        raise ParseError(f"expected a struct, got {type(value).__name__}")
+    if "faultCode" in value:
+        code = str(value.get("faultCode"))
+        raise FaultReply(f"fault struct: {code.strip()}"[:200])
+    fields: dict[str, Any] = {}
+    errors: dict[Section, str] = {}
+    for section, (attribute, parse) in _SECTIONS.items():
+        if section.value not in value:
+            errors[section] = "missing from the reply"
+            continue
+        try:
+            fields[attribute] = parse(value[section.value])
+        except ParseError as err:
+            errors[section] = str(err)
+    return Reply(**fields, section_errors=errors)
+
+
+def parse_body(body: bytes) -> Reply:
+    return parse_reply(decode_response(body))

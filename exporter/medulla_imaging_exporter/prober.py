@@ -1,0 +1,115 @@
+"""Runs the probes of a scrape: every entity at once, one probe in flight per entity.
+
+Each probe forks three commands on the imaging server, so concurrent scrapes
+(two Prometheus servers, a person on the status page) join the probe already
+running instead of starting another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+
+from medulla_imaging_exporter.classify import classify
+from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter.model import EntityStatus
+from medulla_imaging_exporter.transport import ImagingClient, WireEvents, snapshot
+
+log = logging.getLogger(__name__)
+
+# Floor for a deadline squeezed by a short scrape timeout: a probe needs some time.
+MIN_TIMEOUT_SECONDS = 0.1
+
+
+class _Flight:
+    """A probe under way, with its live wire events for waiters that give up early."""
+
+    def __init__(self, task: asyncio.Task[EntityStatus], events: WireEvents, t0: float) -> None:
+        self.task = task
+        self.events = events
+        self.started_at = time.time()
+        self.t0 = t0
+
+
+class Prober:
+    def __init__(self) -> None:
+        self._clients: dict[Entity, ImagingClient] = {}
+        self._flights: dict[Entity, _Flight] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self.last: dict[str, EntityStatus] = {}
+
+    def configure(self, entities: Iterable[Entity]) -> None:
+        """Keep the connections of unchanged entities, drop those of removed or changed ones."""
+        wanted = {e for e in entities if e.url is not None}
+        for entity in list(self._clients):
+            if entity not in wanted:
+                client = self._clients.pop(entity)
+                task = asyncio.get_running_loop().create_task(client.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+        names = {e.name for e in entities}
+        self.last = {n: s for n, s in self.last.items() if n in names}
+
+    def _client(self, entity: Entity) -> ImagingClient:
+        client = self._clients.get(entity)
+        if client is None:
+            client = self._clients[entity] = ImagingClient(entity)
+        return client
+
+    async def probe(self, entity: Entity, timeout_cap: float | None = None) -> EntityStatus:
+        if entity.url is None:
+            status = classify(entity, None)
+            self.last[entity.name] = status
+            return status
+        timeout = entity.timeout
+        if timeout_cap is not None:
+            timeout = max(min(timeout, timeout_cap), MIN_TIMEOUT_SECONDS)
+        flight = self._flights.get(entity)
+        if flight is None:
+            flight = self._start(entity, timeout)
+        try:
+            async with asyncio.timeout(timeout + 0.05):
+                return await asyncio.shield(flight.task)
+        except TimeoutError as err:
+            # The probe we joined runs on a longer deadline than this scrape allows.
+            exchange = snapshot(flight.events, flight.started_at, flight.t0, error=err)
+            return classify(entity, exchange)
+
+    def _start(self, entity: Entity, timeout: float) -> _Flight:
+        events = WireEvents()
+        t0 = time.monotonic()
+
+        async def run() -> EntityStatus:
+            exchange = await self._client(entity).call(timeout, events)
+            status = classify(entity, exchange)
+            if status.reason is not None:
+                log.debug(
+                    "probe failed",
+                    extra={
+                        "entity": entity.name,
+                        "reason": status.reason.value,
+                        "detail": status.detail,
+                    },
+                )
+            self.last[entity.name] = status
+            return status
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"probe {entity.name}")
+        flight = self._flights[entity] = _Flight(task, events, t0)
+        task.add_done_callback(lambda _: self._flights.pop(entity, None))
+        return flight
+
+    async def probe_all(
+        self, entities: Sequence[Entity], timeout_cap: float | None = None
+    ) -> list[EntityStatus]:
+        return list(await asyncio.gather(*(self.probe(e, timeout_cap) for e in entities)))
+
+    async def aclose(self) -> None:
+        for flight in list(self._flights.values()):
+            flight.task.cancel()
+        await asyncio.gather(
+            *(c.aclose() for c in self._clients.values()), *self._closing, return_exceptions=True
+        )
+        self._clients.clear()

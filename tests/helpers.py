@@ -1,0 +1,99 @@
+"""Shared test helpers: real processes and servers on 127.0.0.1, started and stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+from aiohttp import web
+from medulla_imaging_exporter.runtime import Runtime
+from medulla_imaging_exporter.web import create_app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
+
+
+def fixture_bytes(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(
+    url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll until the URL answers 200; fail early if the process died."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError as err:
+            last = err
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer in {timeout}s: {last}")
+
+
+@contextlib.contextmanager
+def process(args: Sequence[str], log_path: Path, **kw: object) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a process with its output in a file; stop exactly that process at the end."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+@contextlib.contextmanager
+def demo_exporter(tmp_path: Path, *extra: str) -> Iterator[str]:
+    """The real CLI running its demo in a subprocess; yields its base URL."""
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "medulla_imaging_exporter",
+        "--demo",
+        "--web.listen-address",
+        f"127.0.0.1:{port}",
+        *extra,
+    ]
+    with process(args, tmp_path / "exporter.log", env={**os.environ}) as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", process=proc)
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime) -> AsyncIterator[str]:
+    """The exporter's web app in this event loop on 127.0.0.1; yields its base URL."""
+    runner = web.AppRunner(create_app(runtime))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
