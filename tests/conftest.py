@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from medulla_imaging_exporter.config import Entity, TLSConfig
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, ServerData, SimulatedServer
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 from aiohttp import web
+
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.web import create_app
 

@@ -119,8 +119,16 @@ def test_config_objects_are_frozen(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("10s", 10.0), ("1m30s", 90.0), ("500ms", 0.5), ("1h", 3600.0), ("2m", 120.0), (3, 3.0),
-     (0.25, 0.25), ("1.5s", 1.5)],
+    [
+        ("10s", 10.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("1h", 3600.0),
+        ("2m", 120.0),
+        (3, 3.0),
+        (0.25, 0.25),
+        ("1.5s", 1.5),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds

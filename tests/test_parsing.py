@@ -69,8 +69,8 @@ def test_both_free_layouts_give_the_same_memory() -> None:
 
 def test_free_is_read_by_header_names_not_positions() -> None:
     wide = [
-        "               total        used        free      shared     buffers       cache   available",
-        "Mem:         8178893     3250586      734003      120000      412000     3782304     4928307",
+        "          total     used     free   shared  buffers    cache available",
+        "Mem:    8178893  3250586   734003   120000   412000  3782304   4928307",
         "Swap:              0           0           0",
     ]
     memory = parse_free(wide)
