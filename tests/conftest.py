@@ -27,9 +27,12 @@ async def make_server(local_ca: LocalCA) -> AsyncIterator[MakeServer]:
     started: list[SimulatedServer] = []
 
     async def make(
-        behaviour: Behaviour = Behaviour.OK, data: ServerData | None = None, tls: bool = True
+        behaviour: Behaviour = Behaviour.OK,
+        data: ServerData | None = None,
+        tls: bool = True,
+        client_auth: bool = False,
     ) -> SimulatedServer:
-        server = SimulatedServer(data, behaviour, local_ca if tls else None)
+        server = SimulatedServer(data, behaviour, local_ca if tls else None, client_auth)
         started.append(await server.start())
         return server
 

@@ -37,16 +37,17 @@ def failure_reason(exchange: Exchange, https: bool) -> Reason:
     causes = list(_chain(err))
     if any(isinstance(c, ReplyTooLarge) for c in causes):
         return Reason.TOO_LARGE
-    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
-        return Reason.TLS_VERIFY
-    if any(isinstance(c, ssl.SSLError) for c in causes) and exchange.tcp_connected:
-        return Reason.TLS
-    if any(isinstance(c, TimeoutError | httpx.TimeoutException) for c in causes):
+    # A timeout first: cancelling a TLS read may chain an SSLError that means nothing.
+    if isinstance(err, TimeoutError | httpx.TimeoutException):
         if not exchange.tcp_connected:
             return Reason.CONNECT_TIMEOUT
         if https and exchange.tls_pending:
             return Reason.TLS_TIMEOUT
         return Reason.TIMEOUT
+    if any(isinstance(c, ssl.SSLCertVerificationError) for c in causes):
+        return Reason.TLS_VERIFY
+    if any(isinstance(c, ssl.SSLError) for c in causes) and exchange.tcp_connected:
+        return Reason.TLS
     if not exchange.tcp_connected:
         for cause in causes:
             if isinstance(cause, socket.gaierror):

@@ -49,6 +49,7 @@ class Behaviour(StrEnum):
     REFUSE = "refuse"  # nothing listens: connection refused
     STALL_TLS = "stall_tls"  # accepts TCP, never answers the TLS handshake
     STALL_REPLY = "stall_reply"  # reads the request, never answers
+    DROP = "drop"  # reads the request, closes the connection without a word
     UNTRUSTED = "untrusted"  # a certificate from a CA nobody trusts
     HTTP_404 = "http_404"  # package server up, imaging API not loaded
     HTTP_500 = "http_500"
@@ -115,10 +116,21 @@ class LocalCA:
         self._trusted = self.ca.issue_cert("127.0.0.1", "localhost")
         self._untrusted = trustme.CA().issue_cert("127.0.0.1", "localhost")
 
-    def server_context(self, trusted: bool = True) -> ssl.SSLContext:
+    def server_context(self, trusted: bool = True, client_auth: bool = False) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         (self._trusted if trusted else self._untrusted).configure_cert(ctx)
+        if client_auth:  # the package server's verifypeer = 1
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ca.configure_trust(ctx)
         return ctx
+
+    def write_client_cert(self, directory: Path) -> tuple[Path, Path]:
+        """A client certificate signed by this CA, for servers that demand one."""
+        issued = self.ca.issue_cert("medulla-imaging-exporter@example.org")
+        cert, key = directory / "client.pem", directory / "client.key"
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        return cert, key
 
     def write_ca(self, path: Path) -> Path:
         self.ca.cert_pem.write_to_path(str(path))
@@ -133,13 +145,15 @@ class SimulatedServer:
         data: ServerData | None = None,
         behaviour: Behaviour = Behaviour.OK,
         ca: LocalCA | None = None,
+        client_auth: bool = False,
     ) -> None:
         self.data = data or ServerData()
         self.behaviour = behaviour
-        self._tls = ca.server_context() if ca else None
+        self._tls = ca.server_context(client_auth=client_auth) if ca else None
         self._untrusted = ca.server_context(trusted=False) if ca else None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
         self.port = 0
         self.connections = 0
         self.requests = 0
@@ -184,6 +198,8 @@ class SimulatedServer:
             server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        # Let every handler see its connection drop and end, so none is left to cancel.
+        await asyncio.gather(*self._handlers, return_exceptions=True)
         if server is not None:
             await server.wait_closed()
 
@@ -192,6 +208,10 @@ class SimulatedServer:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
         try:
             await self._serve(reader, writer)
         except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError):
@@ -214,6 +234,8 @@ class SimulatedServer:
             if request is None:
                 return
             self.requests += 1
+            if self.behaviour is Behaviour.DROP:
+                return
             answer = self._answer(request, body)
             if answer is None:
                 await _drain_until_eof(reader)
