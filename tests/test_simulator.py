@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import xmlrpc.client
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -33,7 +34,7 @@ def test_replies_are_byte_for_byte_those_of_a_medulla_server() -> None:
 
 @pytest.fixture
 async def http(ca_file: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(verify=str(ca_file)) as client:
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(ca_file))) as client:
         yield client
 
 
