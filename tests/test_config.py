@@ -144,3 +144,12 @@ def test_redact_url() -> None:
     assert redact_url("https://u:pw@h:9990/imaging_api") == "https://h:9990/imaging_api"
     assert redact_url("https://[::1]:9990/x") == "https://[::1]:9990/x"
     assert redact_url("https://u@[::1]/x") == "https://[::1]/x"
+
+
+def test_the_example_configuration_is_valid(tmp_path: Path, ca_file: Path) -> None:
+    example = Path(__file__).parent.parent / "examples" / "config.yml"
+    shutil.copy(example, tmp_path / "config.yml")
+    shutil.copy(ca_file, tmp_path / "medulla-imaging-ca.pem")
+    config = load_config(tmp_path / "config.yml")
+    assert [e.name for e in config.entities] == ["Siveo Medulla", "Public", "Private"]
+    assert all(not e.tls.insecure_skip_verify for e in config.entities)
