@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -19,13 +20,19 @@ from tests.conftest import MakeServer
 EntityFor = Callable[..., Entity]
 
 
-async def probe_once(entity: Entity, timeout_cap: float | None = None) -> EntityStatus:
+@contextlib.asynccontextmanager
+async def started(*entities: Entity) -> AsyncIterator[Prober]:
     prober = Prober()
-    prober.configure([entity])
+    prober.configure(entities)
     try:
-        return await prober.probe(entity, timeout_cap)
+        yield prober
     finally:
         await prober.aclose()
+
+
+async def probe_once(entity: Entity, timeout_cap: float | None = None) -> EntityStatus:
+    async with started(entity) as prober:
+        return await prober.probe(entity, timeout_cap)
 
 
 @pytest.fixture
@@ -221,13 +228,9 @@ async def test_one_kept_alive_connection_is_reused(
 ) -> None:
     server = await make_server()
     entity = entity_for(server)
-    prober = Prober()
-    prober.configure([entity])
-    try:
+    async with started(entity) as prober:
         for _ in range(3):
             assert (await prober.probe(entity)).status is Status.AVAILABLE
-    finally:
-        await prober.aclose()
     assert (server.connections, server.requests) == (1, 3)
 
 
@@ -236,16 +239,12 @@ async def test_a_server_that_went_away_and_came_back(
 ) -> None:
     server = await make_server()
     entity = entity_for(server, timeout=1.0)
-    prober = Prober()
-    prober.configure([entity])
-    try:
+    async with started(entity) as prober:
         assert (await prober.probe(entity)).status is Status.AVAILABLE
         await server.set_behaviour(Behaviour.REFUSE)
         assert (await prober.probe(entity)).reason is Reason.REFUSED
         await server.set_behaviour(Behaviour.OK)
         assert (await prober.probe(entity)).status is Status.AVAILABLE
-    finally:
-        await prober.aclose()
 
 
 async def test_concurrent_probes_share_one_request(
@@ -253,12 +252,8 @@ async def test_concurrent_probes_share_one_request(
 ) -> None:
     server = await make_server()
     entity = entity_for(server)
-    prober = Prober()
-    prober.configure([entity])
-    try:
+    async with started(entity) as prober:
         statuses = await asyncio.gather(*(prober.probe(entity) for _ in range(10)))
-    finally:
-        await prober.aclose()
     assert {s.status for s in statuses} == {Status.AVAILABLE}
     assert server.requests == 1
 
@@ -268,15 +263,11 @@ async def test_a_hung_entity_does_not_hold_back_the_others(
 ) -> None:
     hung = entity_for(await make_server(Behaviour.STALL_REPLY), name="Private", timeout=5.0)
     good = entity_for(await make_server(), name="Public")
-    prober = Prober()
-    prober.configure([hung, good])
-    try:
+    async with started(hung, good) as prober:
         pending = asyncio.create_task(prober.probe(hung))
         assert (await prober.probe(good)).status is Status.AVAILABLE
         assert not pending.done()  # the healthy answer came while the hung one still waits
         pending.cancel()
-    finally:
-        await prober.aclose()
 
 
 async def test_scrape_timeout_caps_the_entity_timeout(
@@ -292,17 +283,13 @@ async def test_a_waiter_with_a_shorter_deadline_than_the_flight_it_joins(
     make_server: MakeServer, entity_for: EntityFor
 ) -> None:
     entity = entity_for(await make_server(Behaviour.STALL_REPLY), timeout=30.0)
-    prober = Prober()
-    prober.configure([entity])
-    try:
+    async with started(entity) as prober:
         long_flight = asyncio.create_task(prober.probe(entity))
         await asyncio.sleep(0.2)  # let it connect and send the request
         short = await prober.probe(entity, timeout_cap=0.3)
         assert (short.status, short.reason) == (Status.CONNECTION_ERROR, Reason.TIMEOUT)
         assert not long_flight.done()
         long_flight.cancel()
-    finally:
-        await prober.aclose()
 
 
 async def test_removed_entities_lose_their_connection_and_last_status(
@@ -310,14 +297,10 @@ async def test_removed_entities_lose_their_connection_and_last_status(
 ) -> None:
     server = await make_server()
     entity = entity_for(server)
-    prober = Prober()
-    prober.configure([entity])
-    try:
+    async with started(entity) as prober:
         await prober.probe(entity)
         assert set(prober.last) == {"Public"}
         prober.configure([])
         assert prober.last == {}
         await prober.probe(entity)
         assert server.connections == 2  # a new client, not the old connection
-    finally:
-        await prober.aclose()
