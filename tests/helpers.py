@@ -76,21 +76,27 @@ def process(args: Sequence[str], log_path: Path, **kw: object) -> Iterator[subpr
 
 
 @contextlib.contextmanager
-def demo_exporter(tmp_path: Path, *extra: str) -> Iterator[str]:
-    """The real CLI running its demo in a subprocess; yields its base URL."""
+def cli_exporter(tmp_path: Path, *args: str) -> Iterator[str]:
+    """The real CLI in a subprocess with these arguments; yields its base URL."""
     port = free_port()
-    args = [
+    argv = [
         sys.executable,
         "-m",
         "medulla_imaging_exporter",
-        "--demo",
         "--web.listen-address",
         f"127.0.0.1:{port}",
-        *extra,
+        *args,
     ]
-    with process(args, tmp_path / "exporter.log", env={**os.environ}) as proc:
+    with process(argv, tmp_path / "exporter.log", env={**os.environ}) as proc:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/-/ready", process=proc)
+        yield base
+
+
+@contextlib.contextmanager
+def demo_exporter(tmp_path: Path, *extra: str) -> Iterator[str]:
+    """The real CLI running its demo in a subprocess; yields its base URL."""
+    with cli_exporter(tmp_path, "--demo", *extra) as base:
         yield base
 
 

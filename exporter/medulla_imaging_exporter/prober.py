@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from medulla_imaging_exporter.classify import classify
 from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter.history import History
 from medulla_imaging_exporter.model import EntityStatus
 from medulla_imaging_exporter.transport import ImagingClient, WireEvents, snapshot
 
@@ -34,7 +35,8 @@ class _Flight:
 
 
 class Prober:
-    def __init__(self) -> None:
+    def __init__(self, history: History | None = None) -> None:
+        self.history = history or History()
         self._clients: dict[Entity, ImagingClient] = {}
         self._flights: dict[Entity, _Flight] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -84,6 +86,7 @@ class Prober:
         async def run() -> EntityStatus:
             exchange = await self._client(entity).call(timeout, events)
             status = classify(entity, exchange)
+            self.history.add(entity, status, exchange, events, t0)
             if status.reason is not None:
                 log.debug(
                     "probe failed",

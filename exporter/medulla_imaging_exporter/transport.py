@@ -35,9 +35,12 @@ class WireEvents:
     """What httpcore's trace reported, updated live so a waiter can read it mid-probe."""
 
     names: set[str] = field(default_factory=set)
+    # (time.monotonic(), name) in order, for the debug view of the status page.
+    timeline: list[tuple[float, str]] = field(default_factory=list)
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
         self.names.add(name)
+        self.timeline.append((time.monotonic(), name))
 
     @property
     def tcp_connected(self) -> bool:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import html
 import logging
+import time
 from collections.abc import Awaitable, Sequence
-from urllib.parse import quote
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector
 from medulla_imaging_exporter.config import ConfigError, Entity
+from medulla_imaging_exporter.history import ProbeRecord
 from medulla_imaging_exporter.model import EntityStatus
+from medulla_imaging_exporter.pages import IndexView, render_debug, render_index
+from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.runtime import Runtime
+from medulla_imaging_exporter.translations import choose_language
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +40,28 @@ _PROCESS_COLLECTORS: list[Collector] = [
 ]
 
 
-def _exposition(request: web.Request, collectors: Sequence[Collector]) -> web.Response:
+# The status page may load nothing from elsewhere and runs no script at all.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+# The page shows the last probe if it is this recent, else probes: light when Prometheus
+# scrapes anyway, still right when nothing else does.
+PAGE_MAX_AGE_SECONDS = 60.0
+
+
+def _registry(collectors: Sequence[Collector]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     for collector in collectors:
         registry.register(collector)
+    return registry
+
+
+def _exposition(request: web.Request, collectors: Sequence[Collector]) -> web.Response:
     encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return web.Response(body=encoder(registry), headers={"Content-Type": content_type})
+    return web.Response(body=encoder(_registry(collectors)), headers={"Content-Type": content_type})
 
 
 def _scrape(request: web.Request, entities: Sequence[Entity]) -> Awaitable[list[EntityStatus]]:
@@ -69,23 +94,70 @@ async def probe(request: web.Request) -> web.Response:
     if entity is None:
         raise web.HTTPBadRequest(text=f"unknown entity: {name!r}\n")
     statuses = await _scrape(request, [entity])
+    if request.query.get("debug") == "true":
+        record = runtime.prober.history.of_status(statuses[0])
+        return _debug(entity, statuses[0], record)
     return _exposition(request, [ScrapeCollector([entity], statuses)])
 
 
+def _debug(entity: Entity, status: EntityStatus, record: ProbeRecord | None) -> web.Response:
+    """Blackbox-style ``debug=true``: what the probe did and what it would export."""
+    exposition = generate_latest(_registry([ScrapeCollector([entity], [status])])).decode()
+    return web.Response(
+        text=render_debug(entity, status, record, exposition), headers=_PAGE_HEADERS
+    )
+
+
+async def logs(request: web.Request) -> web.Response:
+    """The debug view of a probe kept in the history (the status page links here)."""
+    try:
+        record_id = int(request.query.get("id", ""))
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text="expected ?id=N, a probe number from the status page\n"
+        ) from None
+    record = request.app[RUNTIME].prober.history.get(record_id)
+    if record is None:
+        raise web.HTTPNotFound(text=f"probe #{record_id} is not kept in the history\n")
+    return _debug(record.entity, record.status, record)
+
+
+async def _page_statuses(prober: Prober, entities: Sequence[Entity]) -> list[EntityStatus]:
+    """The last status of each entity, probing those with none recent enough."""
+    oldest = time.time() - PAGE_MAX_AGE_SECONDS
+    stale = [
+        e
+        for e in entities
+        if (s := prober.last.get(e.name)) is None or s.started_at is None or s.started_at < oldest
+    ]
+    probed = {s.entity: s for s in await prober.probe_all(stale)}
+    return [probed.get(e.name) or prober.last[e.name] for e in entities]
+
+
 async def index(request: web.Request) -> web.Response:
+    """The status page: every entity as Medulla's page shows one, and the recent probes."""
     runtime = request.app[RUNTIME]
-    links = "".join(
-        f'<li><a href="probe?entity={quote(e.name)}">{html.escape(e.name)}</a></li>'
-        for e in runtime.config.entities
+    lang_query = request.query.get("lang")
+    lang = choose_language(lang_query, request.headers.get("Accept-Language"))
+    selected = request.query.get("entity") or None
+    entities = runtime.config.entities
+    shown = [e for e in entities if selected in (None, e.name)]
+    statuses = await _page_statuses(runtime.prober, shown)
+    view = IndexView(
+        lang=lang,
+        lang_forced=lang_query == lang,
+        entities=entities,
+        selected=selected,
+        shown=list(zip(shown, statuses, strict=True)),
+        history=[r for r in runtime.prober.history.records() if selected in (None, r.entity.name)],
+        version=__version__,
     )
-    body = (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        "<title>Medulla imaging exporter</title></head><body>"
-        f"<h1>Medulla imaging exporter {html.escape(__version__)}</h1>"
-        '<p><a href="metrics">Metrics</a></p>'
-        f"<h2>Entities</h2><ul>{links}</ul></body></html>"
+    return web.Response(
+        text=render_index(view),
+        content_type="text/html",
+        status=404 if selected and not shown else 200,
+        headers={**_PAGE_HEADERS, "Content-Language": lang, "Vary": "Accept-Language"},
     )
-    return web.Response(text=body, content_type="text/html")
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -110,6 +182,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probe", probe)
+    app.router.add_get("/logs", logs)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
