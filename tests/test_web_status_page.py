@@ -18,7 +18,7 @@ EntityFor = Callable[..., Entity]
 
 
 def _with_credentials(server: SimulatedServer) -> str:
-    return server.url.replace("https://", "https://admin:s3cret@")
+    return server.url.replace("https://", "https://zorglub:s3cret@")
 
 
 async def _runtime(*entities: Entity) -> Runtime:
@@ -36,7 +36,7 @@ async def test_debug_view_shows_the_probe_and_its_metrics_without_secrets(
     assert reply.headers["Content-Type"].startswith("text/plain")
     assert reply.headers["X-Content-Type-Options"] == "nosniff"
     body = reply.text
-    assert "s3cret" not in body and "admin" not in body
+    assert "s3cret" not in body and "zorglub" not in body
     assert f"Server: {ok.url}" in body
     assert "Status: available" in body and "HTTP status: 200" in body
     assert "connection.connect_tcp.started" in body

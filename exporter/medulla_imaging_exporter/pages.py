@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from medulla_imaging_exporter.config import Entity, redact_url
 from medulla_imaging_exporter.history import ProbeRecord
-from medulla_imaging_exporter.model import EntityStatus, Reply, Status
+from medulla_imaging_exporter.model import EntityStatus, Reply, Stats, Status
 from medulla_imaging_exporter.translations import (
     Language,
     format_bytes,
@@ -91,10 +91,11 @@ margin:.8em 0;box-shadow:0 1px 2px #0002}
 .badge.status-not_linked{background:#757575}
 .error{color:#c62828;font-weight:bold}
 .server,.probe,.links{color:#555;font-size:.9em;word-break:break-all}
-.bar{display:flex;height:.9em;background:#dfe3e8;border-radius:3px;overflow:hidden;max-width:40em}
+.bar{display:flex;height:.9em;background:#dfe3e8;border-radius:3px;overflow:hidden}
 .bar span{display:block;height:100%}
 .bar .used{background:#1e88e5}.bar .cache{background:#90caf9}
 .gauge{margin:.3em 0 .6em}
+.details{display:grid;grid-template-columns:repeat(auto-fit,minmax(19em,1fr));gap:0 2em}
 .device{color:#666}
 ul{margin:.2em 0;padding-left:1.4em}
 table{border-collapse:collapse;width:100%;background:#fff;font-size:.9em}
@@ -209,10 +210,6 @@ def _card(view: IndexView, entity: Entity, status: EntityStatus) -> Html:
     parts: list[object] = [
         render("<h2>{heading}</h2>", heading=text(lang, "server_of", name=entity.name)),
         render(
-            '<p class="server">{server}</p>',
-            server=redact_url(entity.url) if entity.url else text(lang, "no_server"),
-        ),
-        render(
             '<p class="status">{label}: <span class="badge status-{st}">{badge}</span> '
             "{meaning}</p>",
             label=text(lang, "status"),
@@ -221,6 +218,8 @@ def _card(view: IndexView, entity: Entity, status: EntityStatus) -> Html:
             meaning=text(lang, f"meaning.{st.value}"),
         ),
     ]
+    if entity.url is not None:
+        parts.insert(1, render('<p class="server">{url}</p>', url=redact_url(entity.url)))
     if st in (Status.OFFLINE, Status.CONNECTION_ERROR):
         parts.append(render('<p class="error">{msg}</p>', msg=text(lang, "cannot_connect")))
         parts.append(
@@ -265,7 +264,7 @@ def _bar(segments: Sequence[tuple[str, float]]) -> Html:
     )
 
 
-def _reply(lang: Language, name: str, reply: Reply) -> Html:
+def _disk(lang: Language, reply: Reply) -> Html:
     out: list[object] = [render("<h3>{t}</h3>", t=text(lang, "disk"))]
     for fs in reply.filesystems or ():
         out.append(
@@ -300,7 +299,11 @@ def _reply(lang: Language, name: str, reply: Reply) -> Html:
                 bar=_bar([("used", ms.used_ratio)]),
             )
         )
-    out.append(render("<h3>{t}</h3>", t=text(lang, "load")))
+    return join(out)
+
+
+def _load(lang: Language, reply: Reply) -> Html:
+    out: list[object] = [render("<h3>{t}</h3>", t=text(lang, "load"))]
     if reply.uptime_seconds is not None:
         out.append(
             render(
@@ -344,10 +347,13 @@ def _reply(lang: Language, name: str, reply: Reply) -> Html:
                 value=swap,
             )
         )
-    if reply.stats is not None:
-        s = reply.stats
-        out.append(render("<h3>{t}</h3>", t=text(lang, "stats", name=name)))
-        out.append(
+    return join(out)
+
+
+def _stats(lang: Language, name: str, s: Stats) -> Html:
+    return join(
+        [
+            render("<h3>{t}</h3>", t=text(lang, "stats", name=name)),
             render(
                 '<ul class="stats"><li>{a}</li><li>{b}</li><li>{c}</li></ul>',
                 a=text(lang, "clients_registered", n=s.clients_registered),
@@ -355,8 +361,22 @@ def _reply(lang: Language, name: str, reply: Reply) -> Html:
                     lang, "rescue", rescue=s.clients_with_rescue_image, total=s.clients_registered
                 ),
                 c=text(lang, "masters_available", n=s.masters_available),
-            )
+            ),
+        ]
+    )
+
+
+def _reply(lang: Language, name: str, reply: Reply) -> Html:
+    """The disk, load and statistics blocks of Medulla's page, side by side when room allows."""
+    blocks = [_disk(lang, reply), _load(lang, reply)]
+    if reply.stats is not None:
+        blocks.append(_stats(lang, name, reply.stats))
+    out: list[object] = [
+        render(
+            '<div class="details">{blocks}</div>',
+            blocks=join(render("<div>{b}</div>", b=b) for b in blocks),
         )
+    ]
     if reply.section_errors:
         out.append(
             render(

@@ -23,7 +23,6 @@ TEXTS: dict[Language, dict[str, str]] = {
         "show": "Afficher",
         "unknown_entity": "Entité inconnue : {name}",
         "server_of": "Serveur d'imaging de l'entité {name}",
-        "no_server": "Pas de serveur d'imaging disponible pour l'association.",
         "cannot_connect": (
             "Impossible de se connecter au serveur d'imaging associé à l'entité sélectionnée."
         ),
@@ -104,7 +103,6 @@ TEXTS: dict[Language, dict[str, str]] = {
         "show": "Show",
         "unknown_entity": "Unknown entity: {name}",
         "server_of": "Imaging server of the entity {name}",
-        "no_server": "No imaging server available for association.",
         "cannot_connect": "Can't connect to the imaging server linked to the selected entity.",
         "status": "Status",
         "status.available": "Available",
