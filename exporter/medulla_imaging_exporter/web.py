@@ -125,13 +125,16 @@ async def logs(request: web.Request) -> web.Response:
 async def _page_statuses(prober: Prober, entities: Sequence[Entity]) -> list[EntityStatus]:
     """The last status of each entity, probing those with none recent enough."""
     oldest = time.time() - PAGE_MAX_AGE_SECONDS
-    stale = [
-        e
+    recent = {
+        e.name: s
         for e in entities
-        if (s := prober.last.get(e.name)) is None or s.started_at is None or s.started_at < oldest
-    ]
-    probed = {s.entity: s for s in await prober.probe_all(stale)}
-    return [probed.get(e.name) or prober.last[e.name] for e in entities]
+        if (s := prober.last.get(e.name)) is not None
+        and s.started_at is not None
+        and s.started_at >= oldest
+    }
+    stale = [e for e in entities if e.name not in recent]
+    recent.update((s.entity, s) for s in await prober.probe_all(stale))
+    return [recent[e.name] for e in entities]
 
 
 async def index(request: web.Request) -> web.Response:
