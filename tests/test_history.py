@@ -4,13 +4,14 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import MakeServer
+
 from medulla_imaging_exporter.config import Entity
 from medulla_imaging_exporter.history import History
 from medulla_imaging_exporter.model import EntityStatus, Reason, Status
 from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.simulator import Behaviour
 from medulla_imaging_exporter.transport import Exchange, WireEvents
+from tests.conftest import MakeServer
 
 ENTITY = Entity(name="Public", url="https://127.0.0.1:1/imaging_api")
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import REPO, cli_exporter, demo_exporter, free_port
 from playwright.sync_api import Browser, Dialog, Page, sync_playwright
+
+from tests.helpers import REPO, cli_exporter, demo_exporter, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

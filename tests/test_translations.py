@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from medulla_imaging_exporter.model import Status
 from medulla_imaging_exporter.simulator import PUBLIC_UPTIME
 from medulla_imaging_exporter.translations import (

@@ -7,12 +7,13 @@ from dataclasses import replace
 
 import httpx
 import pytest
-from conftest import MakeServer
-from helpers import serving
+
 from medulla_imaging_exporter import web
 from medulla_imaging_exporter.config import Config, Entity
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import Behaviour, SimulatedServer
+from tests.conftest import MakeServer
+from tests.helpers import serving
 
 EntityFor = Callable[..., Entity]
 

@@ -13,7 +13,7 @@ import html
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from medulla_imaging_exporter.config import Entity, redact_url
 from medulla_imaging_exporter.history import ProbeRecord
@@ -136,12 +136,12 @@ def _query(view: IndexView, **params: str) -> str:
     """A link to the landing page with these parameters, keeping ?lang= if it was given."""
     if view.lang_forced and "lang" not in params:
         params["lang"] = view.lang
-    return "?" + urlencode(params) if params else "./"
+    return "?" + urlencode(params, quote_via=quote) if params else "./"
 
 
 def _probe_link(entity: str, debug: bool) -> str:
     params = {"entity": entity, **({"debug": "true"} if debug else {})}
-    return "probe?" + urlencode(params)
+    return "probe?" + urlencode(params, quote_via=quote)
 
 
 def render_index(view: IndexView) -> str:
@@ -233,16 +233,15 @@ def _card(view: IndexView, entity: Entity, status: EntityStatus) -> Html:
         parts.append(_reply(lang, entity.name, status.reply))
     if status.started_at is not None:
         parts.append(_last_probe(lang, status))
-    if entity.url is not None:
-        parts.append(
-            render(
-                '<p class="links">{label}: <a href="{debug}">debug</a> · '
-                '<a href="{probe}">/probe</a></p>',
-                label=text(lang, "probe_links"),
-                debug=_probe_link(entity.name, debug=True),
-                probe=_probe_link(entity.name, debug=False),
-            )
+    parts.append(
+        render(
+            '<p class="links">{label}: <a href="{debug}">debug</a> · '
+            '<a href="{probe}">/probe</a></p>',
+            label=text(lang, "probe_links"),
+            debug=_probe_link(entity.name, debug=True),
+            probe=_probe_link(entity.name, debug=False),
         )
+    )
     return render(
         '<section class="entity status-{st}" data-entity="{name}" data-status="{st}">'
         "{body}</section>\n",
