@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
 
 from medulla_imaging_exporter.config import Entity
@@ -12,6 +15,8 @@ from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.simulator import Behaviour
 from medulla_imaging_exporter.transport import Exchange, WireEvents
 from tests.conftest import MakeServer
+from tests.helpers import demo_exporter
+from tests.test_cli import cli
 
 ENTITY = Entity(name="Public", url="https://127.0.0.1:1/imaging_api")
 
@@ -119,3 +124,22 @@ async def test_entities_without_a_server_are_not_recorded(
     status = await prober.probe(entity_for(None, name="Siveo Medulla"))
     assert status.status is Status.NOT_LINKED
     assert prober.history.records() == []
+
+
+def test_history_limit_from_the_command_line(tmp_path: Path) -> None:
+    with demo_exporter(tmp_path, "--history.limit", "1") as base:
+        for _ in range(2):  # 2 scrapes x 3 entities with a server: probes 1 to 6
+            httpx.get(f"{base}/metrics", timeout=30)
+        page = httpx.get(f"{base}/", timeout=30).text
+    rows = [
+        (cls, int(i)) for cls, i in re.findall(r'<tr class="(ok|failed)" data-id="(\d+)"', page)
+    ]
+    # Kept: the newest probe, and the newest failure (the same one if the newest failed).
+    assert rows[0][1] == 6
+    assert len(rows) <= 2 and [cls for cls, _ in rows].count("failed") == 1
+
+
+def test_history_limit_must_be_positive() -> None:
+    result = cli("--demo", "--history.limit", "0")
+    assert result.returncode == 2
+    assert "expected a positive integer, got '0'" in result.stderr

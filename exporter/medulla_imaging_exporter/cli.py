@@ -15,6 +15,7 @@ from aiohttp import web
 from medulla_imaging_exporter import __version__, logs
 from medulla_imaging_exporter.config import ConfigError, load_config
 from medulla_imaging_exporter.demo import start_demo
+from medulla_imaging_exporter.history import DEFAULT_LIMIT
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.web import create_app
 
@@ -29,6 +30,12 @@ def parse_listen_address(value: str) -> tuple[str | None, int]:
         raise argparse.ArgumentTypeError(f"expected host:port or :port, got {value!r}")
     host = host.strip("[]")
     return (host or None), int(port)
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Subtracted from Prometheus' scrape timeout to get the probe deadline (default 0.5).",
     )
     p.add_argument(
+        "--history.limit",
+        dest="history_limit",
+        type=_positive_int,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help="Recent probes kept for the status page, and as many failed ones "
+        f"(default {DEFAULT_LIMIT}).",
+    )
+    p.add_argument(
         "--config.check",
         dest="config_check",
         action="store_true",
@@ -82,10 +98,10 @@ async def serve(args: argparse.Namespace) -> int:
     demo = await start_demo() if args.demo else None
     try:
         if demo is not None:
-            runtime = Runtime(lambda: demo.config, args.timeout_offset)
+            runtime = Runtime(lambda: demo.config, args.timeout_offset, args.history_limit)
         else:
             path = args.config_file
-            runtime = Runtime(lambda: load_config(path), args.timeout_offset)
+            runtime = Runtime(lambda: load_config(path), args.timeout_offset, args.history_limit)
     except ConfigError as err:
         log.error("invalid configuration", extra={"err": str(err)})
         if demo is not None:

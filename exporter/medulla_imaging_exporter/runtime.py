@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from medulla_imaging_exporter.collector import ReloadState
 from medulla_imaging_exporter.config import Config, ConfigError
+from medulla_imaging_exporter.history import DEFAULT_LIMIT, History
 from medulla_imaging_exporter.prober import Prober
 
 log = logging.getLogger(__name__)
@@ -16,11 +17,16 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Holds the current configuration; a failed reload keeps it and says so."""
 
-    def __init__(self, load: Callable[[], Config], timeout_offset: float = 0.5) -> None:
+    def __init__(
+        self,
+        load: Callable[[], Config],
+        timeout_offset: float = 0.5,
+        history_limit: int = DEFAULT_LIMIT,
+    ) -> None:
         self._load = load
         self.timeout_offset = timeout_offset
         self.reload_state = ReloadState()
-        self.prober = Prober()
+        self.prober = Prober(History(history_limit))
         self.config = load()  # a bad file at start-up is fatal: raise to the CLI
         self._loaded()
 
