@@ -127,3 +127,17 @@ async def test_unknown_selected_entity(entity_for: EntityFor) -> None:
     assert reply.status_code == 404
     assert "Unknown entity: &lt;nope&gt;" in reply.text
     assert 'class="entity' not in reply.text
+
+
+async def test_debug_view_of_an_entity_without_a_server(entity_for: EntityFor) -> None:
+    async with (
+        serving(await _runtime(entity_for(None, name="Siveo Medulla"))) as base,
+        httpx.AsyncClient() as client,
+    ):
+        reply = await client.get(f"{base}/probe?entity=Siveo%20Medulla&debug=true")
+    assert reply.status_code == 200
+    assert "Server: (no imaging server linked)" in reply.text
+    assert "Status: not_linked" in reply.text and "Wire events" not in reply.text
+    assert 'medulla_imaging_server_status{entity="Siveo Medulla",status="not_linked"} 1.0' in (
+        reply.text
+    )
