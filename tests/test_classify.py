@@ -83,3 +83,15 @@ def test_details_never_carry_the_url_credentials() -> None:
     status = classify(ENTITY, exchange(error))
     assert "s3cret" not in status.detail
     assert "imaging.example.org:9990" in status.detail
+
+
+def test_detail_gives_each_message_of_the_chain_once() -> None:
+    inner = ConnectionRefusedError(111, "Connect call failed")
+    error = chained(
+        httpx.ConnectError("All attempts failed"),
+        chained(httpx.ConnectError("All attempts failed"), inner),
+    )
+    status = classify(ENTITY, exchange(error))
+    assert status.detail == (
+        "ConnectError: All attempts failed <- ConnectionRefusedError: [Errno 111] Connect call failed"
+    )

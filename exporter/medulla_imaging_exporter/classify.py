@@ -61,10 +61,16 @@ def failure_reason(exchange: Exchange, https: bool) -> Reason:
 
 
 def _describe(err: BaseException, url: str) -> str:
-    text = " <- ".join(
-        f"{type(c).__name__}: {c}" if str(c) else type(c).__name__ for c in _chain(err)
-    )
-    return text.replace(url, redact_url(url))[:300]
+    """The exception chain, each message once: httpx and httpcore re-raise with the same text."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for cause in _chain(err):
+        message = str(cause)
+        if message in seen:
+            continue
+        seen.add(message)
+        parts.append(f"{type(cause).__name__}: {message}" if message else type(cause).__name__)
+    return " <- ".join(parts).replace(url, redact_url(url))[:300]
 
 
 class _Failure(Exception):
