@@ -221,7 +221,7 @@ def overview() -> list[Builder[model.Panel]]:
     reasons = (
         panel(
             table.Panel(),
-            "Failure reason",
+            "Failure reasons",
             "Why the last probe of each failing entity failed, from a fixed list.",
             [
                 query(

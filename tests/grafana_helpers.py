@@ -88,6 +88,26 @@ def substitute(expr: str, values: Mapping[str, str]) -> str:
     return expr
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_CLAUSE = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENTIFIER = re.compile(r"\b[A-Za-z_:][\w:]*")
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """Every metric name that the expression selects, with or without braces."""
+    text = _STRING.sub('""', expr)
+    text = re.sub(r"\{[^}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = _CLAUSE.sub(" ", text)
+    names = set()
+    for match in _IDENTIFIER.finditer(text):
+        following = text[match.end() :].lstrip()[:1]
+        if following != "(" and match.group() not in _KEYWORDS:
+            names.add(match.group())
+    return names
+
+
 def mapped_text(panel: Json, value: float) -> str | None:
     """The text that the panel's value mappings show for a number, as Grafana's stat does."""
     for mapping in panel["fieldConfig"]["defaults"].get("mappings", []):

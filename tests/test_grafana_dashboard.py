@@ -22,6 +22,7 @@ from grafana_helpers import (
     Json,
     load_dashboard,
     mapped_color,
+    metric_names,
     panels,
     targets,
     variable,
@@ -100,9 +101,11 @@ def test_identity_refresh_time_and_grafana_11_schema(dashboard: Json) -> None:
     assert 39 <= dashboard["schemaVersion"] <= 41
 
 
-def test_panel_ids_are_unique(dashboard: Json) -> None:
+def test_panel_ids_and_titles_are_unique(dashboard: Json) -> None:
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids)) and 0 not in ids
+    titles = [p["title"] for p in panels(dashboard)]
+    assert len(titles) == len(set(titles))
 
 
 def test_entity_row_repeats_over_the_entity_variable(dashboard: Json) -> None:
@@ -114,12 +117,8 @@ def test_entity_row_repeats_over_the_entity_variable(dashboard: Json) -> None:
 
 # --- lint rules -------------------------------------------------------------------------
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _SELECTOR = re.compile(r"([A-Za-z_:][\w:]*)\s*\{([^}]*)\}")
 _MATCHER = re.compile(r'\s*([A-Za-z_]\w*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*")\s*')
-_CLAUSE = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-_IDENTIFIER = re.compile(r"\b[A-Za-z_:][\w:]*")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 REQUIRED_MATCHERS = {("job", "=~", '"$job"'), ("entity", "=~", '"$entity"')}
 
 
@@ -130,20 +129,6 @@ def selectors(expr: str) -> list[tuple[str, set[tuple[str, str, str]]]]:
         matchers = {(m[1], m[2], m[3]) for m in _MATCHER.finditer(body)}
         found.append((name, matchers))
     return found
-
-
-def metric_names(expr: str) -> set[str]:
-    """Every metric name that the expression selects, with or without braces."""
-    text = _STRING.sub('""', expr)
-    text = re.sub(r"\{[^}]*\}", " ", text)
-    text = re.sub(r"\[[^\]]*\]", " ", text)
-    text = _CLAUSE.sub(" ", text)
-    names = set()
-    for match in _IDENTIFIER.finditer(text):
-        following = text[match.end() :].lstrip()[:1]
-        if following != "(" and match.group() not in _KEYWORDS:
-            names.add(match.group())
-    return names
 
 
 def matcher_violations(expr: str) -> list[str]:
