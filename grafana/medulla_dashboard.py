@@ -199,6 +199,16 @@ def panel(
     )
 
 
+def legend() -> common_builders.VizLegendOptions:
+    """A list below the graph: which colour is which status or which part of a bar."""
+    return (
+        common_builders.VizLegendOptions()
+        .show_legend(True)
+        .display_mode(common.LegendDisplayMode.LIST)
+        .placement(common.LegendPlacement.BOTTOM)
+    )
+
+
 def last_value() -> common_builders.ReduceDataOptions:
     return common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
 
@@ -285,6 +295,7 @@ def overview() -> list[Builder[model.Panel]]:
         )
         .mappings(status_mappings())
         .show_value(common.VisibilityMode.NEVER)
+        .legend(legend())
     )
     return [
         status_stat(
@@ -344,6 +355,7 @@ def entity_row() -> list[Builder[model.Panel]]:
         .orientation(common.VizOrientation.HORIZONTAL)
         .stacking(common.StackingMode.NORMAL)
         .show_value(common.VisibilityMode.ALWAYS)
+        .legend(legend())
         .override_by_name("Used", [fixed_color("orange")])
         .override_by_name("Available", [fixed_color("green")])
     )
