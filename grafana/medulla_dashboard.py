@@ -31,7 +31,9 @@ from grafana_foundation_sdk.cog.variants import Dataquery
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
 from medulla_imaging_exporter.model import Reason, Status
+from medulla_imaging_exporter.translations import status_label, text
 
 UID = "medulla-imaging"
 OUTPUT = Path(__file__).parent / "dashboards" / "medulla-imaging.json"
@@ -46,61 +48,46 @@ class StatusStyle:
 
     status: Status
     code: int
-    text: str
     color: str
-    action: str
+
+    @property
+    def text(self) -> str:
+        return status_label("en", self.status)
+
+    @property
+    def action(self) -> str:
+        """The user guide's words, as the exporter's status page shows them."""
+        meaning = text("en", f"meaning.{self.status.value}")
+        if self.status in (Status.AVAILABLE, Status.NOT_LINKED):
+            return meaning
+        action = text("en", f"action.{self.status.value}")
+        return f"{meaning} {text('en', 'recommended_action')} {action}"
 
 
-# Texts of Medulla's page (the user guide's "Server status" section).
 STATUSES = (
-    StatusStyle(
-        Status.AVAILABLE,
-        1,
-        "Available",
-        "green",
-        "The server is operational: you can create and deploy images.",
-    ),
-    StatusStyle(
-        Status.NOT_LINKED,
-        2,
-        "No imaging server",
-        GREY,
-        "No imaging server is available for association: link one to this entity.",
-    ),
-    StatusStyle(
-        Status.CONNECTION_ERROR,
-        3,
-        "Connection error",
-        "orange",
-        "Operations are blocked. Recommended action: report the issue to the technical team.",
-    ),
-    StatusStyle(
-        Status.OFFLINE,
-        4,
-        "Offline",
-        "red",
-        "No imaging operation can be performed. Recommended action: contact the "
-        "administrator or technical support.",
-    ),
+    StatusStyle(Status.AVAILABLE, 1, "green"),
+    StatusStyle(Status.NOT_LINKED, 2, GREY),
+    StatusStyle(Status.CONNECTION_ERROR, 3, "orange"),
+    StatusStyle(Status.OFFLINE, 4, "red"),
 )
 
-# What to look at first, for each failure reason (shown beside the reason's name).
+# What to look at first, shown beside each failure reason (docs/metrics.md explains more).
 REASONS: dict[Reason, str] = {
-    Reason.REFUSED: "connection refused: is the package server running?",
-    Reason.DNS: "host name not resolved",
-    Reason.UNREACHABLE: "host unreachable",
-    Reason.CONNECT_TIMEOUT: "TCP connection timed out",
-    Reason.TLS_TIMEOUT: "TLS handshake timed out",
+    Reason.REFUSED: "nothing listens on the port (package server stopped)",
+    Reason.DNS: "the host name does not resolve",
+    Reason.UNREACHABLE: "no route to the host",
+    Reason.CONNECT_TIMEOUT: "TCP connection timed out (host down, firewall)",
+    Reason.TLS_TIMEOUT: "TLS handshake stalled",
     Reason.TLS_VERIFY: "server certificate not trusted",
     Reason.TLS: "TLS handshake failed",
-    Reason.TIMEOUT: "no answer in time",
-    Reason.RESET: "connection reset",
-    Reason.TOO_LARGE: "reply too large",
-    Reason.HTTP_404: "HTTP 404: the imaging API is not loaded",
-    Reason.HTTP_500: "HTTP 500: the imaging API failed",
-    Reason.HTTP_STATUS: "unexpected HTTP status",
+    Reason.TIMEOUT: "no complete answer in time",
+    Reason.RESET: "connection closed before a complete answer",
+    Reason.TOO_LARGE: "reply larger than max_reply_bytes",
+    Reason.HTTP_404: "the package server runs without its imaging API",
+    Reason.HTTP_500: "the package server failed",
+    Reason.HTTP_STATUS: "another HTTP status (a proxy's 502/503?)",
     Reason.FAULT: "XML-RPC fault",
-    Reason.MALFORMED: "reply not understood",
+    Reason.MALFORMED: "not the expected XML-RPC reply",
 }
 
 
@@ -142,8 +129,8 @@ def reason_mappings() -> list[model.ValueMapping]:
     return [
         model.ValueMap(
             {
-                r.value: model.ValueMappingResult(text=f"{r.value}: {text}", index=i)
-                for i, (r, text) in enumerate(REASONS.items())
+                r.value: model.ValueMappingResult(text=f"{r.value}: {words}", index=i)
+                for i, (r, words) in enumerate(REASONS.items())
             }
         )
     ]

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from helpers import REPO
+from tests.helpers import REPO
 
 DASHBOARD_PATH = REPO / "grafana" / "dashboards" / "medulla-imaging.json"
 

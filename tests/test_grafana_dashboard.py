@@ -17,7 +17,10 @@ import jsonschema
 import medulla_dashboard
 import pytest
 import yaml
-from grafana_helpers import (
+
+from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, entity_metrics
+from medulla_imaging_exporter.model import Reason, Status
+from tests.grafana_helpers import (
     DASHBOARD_PATH,
     Json,
     load_dashboard,
@@ -27,9 +30,7 @@ from grafana_helpers import (
     targets,
     variable,
 )
-from helpers import FIXTURES, REPO
-from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, entity_metrics
-from medulla_imaging_exporter.model import Reason, Status
+from tests.helpers import FIXTURES, REPO
 
 SCHEMA_PATH = FIXTURES / "grafana" / "dashboard.jsonschema.json"
 PROVISIONING = REPO / "grafana" / "provisioning"

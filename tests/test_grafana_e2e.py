@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from grafana_helpers import (
+
+from tests.grafana_helpers import (
     Json,
     Target,
     grafana_regex,
@@ -29,7 +30,7 @@ from grafana_helpers import (
     targets,
     variable,
 )
-from helpers import demo_exporter, free_port, process, wait_http
+from tests.helpers import demo_exporter, free_port, process, wait_http
 
 JOB = "medulla-imaging"
 ENTITIES = ("Siveo Medulla", "Public", "Private", "General")
@@ -48,10 +49,10 @@ STATUS_TEXT = {
     "General": "Offline",
 }
 ACTION_WORDS = {
-    "Siveo Medulla": "link one to this entity",
-    "Public": "create and deploy images",
-    "Private": "report the issue to the technical team",
-    "General": "contact the administrator or technical support",
+    "Siveo Medulla": "No imaging server available for association.",
+    "Public": "You can proceed with image creation or deployment.",
+    "Private": "Recommended action: report the issue to the technical team.",
+    "General": "Recommended action: contact the administrator or technical support.",
 }
 FAILURE = {"Private": "http_404", "General": "refused"}
 # df -k of the screenshot's server: (device, mount point) -> (used KiB, available KiB)
