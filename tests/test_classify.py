@@ -93,5 +93,6 @@ def test_detail_gives_each_message_of_the_chain_once() -> None:
     )
     status = classify(ENTITY, exchange(error))
     assert status.detail == (
-        "ConnectError: All attempts failed <- ConnectionRefusedError: [Errno 111] Connect call failed"
+        "ConnectError: All attempts failed"
+        " <- ConnectionRefusedError: [Errno 111] Connect call failed"
     )
