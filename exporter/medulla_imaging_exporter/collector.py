@@ -123,6 +123,10 @@ def entity_metrics(
         ["entity", "reason"],
     )
     duration = _gauge("probe_duration_seconds", "How long the probe of the server took.")
+    timeout = _gauge(
+        "probe_timeout_seconds",
+        "The probe's deadline: the entity's timeout, capped by the scrape timeout.",
+    )
     cert = _gauge(
         "tls_cert_not_after_timestamp_seconds", "When the imaging server's TLS certificate expires."
     )
@@ -150,6 +154,8 @@ def entity_metrics(
             reason_g.add_metric([s.entity, r.value], 1.0 if s.reason is r else 0.0)
         if s.duration_seconds is not None:
             duration.add_metric(name, s.duration_seconds)
+        if s.timeout_seconds is not None:
+            timeout.add_metric(name, s.timeout_seconds)
         if s.cert_not_after is not None:
             cert.add_metric(name, s.cert_not_after)
         reply = s.reply
@@ -168,7 +174,7 @@ def entity_metrics(
             for gauge, attribute in fs_gauges:
                 gauge.add_metric(labels, float(getattr(fs, attribute)))
 
-    yield from (info, status_g, up, reason_g, duration, cert, section_g, boot)
+    yield from (info, status_g, up, reason_g, duration, timeout, cert, section_g, boot)
     yield from (g for g, _, _ in reply_gauges)
     yield from (g for g, _ in fs_gauges)
 

@@ -118,3 +118,4 @@ class EntityStatus:
     duration_seconds: float | None = None
     reply: Reply | None = None
     cert_not_after: float | None = None
+    timeout_seconds: float | None = None  # the deadline the probe ran under

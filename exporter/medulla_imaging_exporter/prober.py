@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from medulla_imaging_exporter.classify import classify
 from medulla_imaging_exporter.config import Entity
@@ -77,7 +78,7 @@ class Prober:
         except TimeoutError as err:
             # The probe we joined runs on a longer deadline than this scrape allows.
             exchange = snapshot(flight.events, flight.started_at, flight.t0, error=err)
-            return classify(entity, exchange)
+            return replace(classify(entity, exchange), timeout_seconds=timeout)
 
     def _start(self, entity: Entity, timeout: float) -> _Flight:
         events = WireEvents()
@@ -85,7 +86,7 @@ class Prober:
 
         async def run() -> EntityStatus:
             exchange = await self._client(entity).call(timeout, events)
-            status = classify(entity, exchange)
+            status = replace(classify(entity, exchange), timeout_seconds=timeout)
             self.history.add(entity, status, exchange, events, t0)
             if status.reason is not None:
                 log.debug(
