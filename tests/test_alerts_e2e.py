@@ -1,0 +1,333 @@
+"""End to end: simulated imaging servers, the exporter, a real Prometheus running the committed
+rule file and a real Alertmanager configured from the committed example, down to a webhook.
+
+The simulators, the exporter and the webhook run in one event loop in a background thread so
+that the test can switch "Public" off and on while Prometheus and Alertmanager run as processes.
+Only the rules' ``for`` durations (minutes become seconds) and Alertmanager's timers and
+receiver addresses differ from the committed files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+from aiohttp import web
+
+from medulla_imaging_exporter.config import Config, Entity, TLSConfig
+from medulla_imaging_exporter.runtime import Runtime
+from medulla_imaging_exporter.simulator import Behaviour, LocalCA, SimulatedServer
+from tests.alerting import (
+    ALERTMANAGER_EXAMPLE,
+    JOB,
+    RULES,
+    alertmanager_for_test,
+    load,
+    shortened_rules,
+)
+from tests.helpers import free_port, process, serving, wait_http
+
+T = TypeVar("T")
+
+# Minutes of the real rules become seconds: ordering and ratios between alerts are kept.
+FOR_SCALE = 1 / 60
+INTERVAL = "1s"
+# The stalled server's probe deadline: its probes last it all, so it is "near its timeout".
+STALLED_TIMEOUT_SECONDS = 0.3
+WAIT_SECONDS = 60.0
+
+
+class LoopThread:
+    """An event loop in a daemon thread; ``run`` executes a coroutine there and waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=WAIT_SECONDS)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass(frozen=True)
+class Notification:
+    received: float  # time.monotonic()
+    receiver: str
+    payload: dict[str, Any]
+
+    def alerts(self, status: str, alertname: str, entity: str) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in self.payload["alerts"]
+            if a["status"] == status
+            and a["labels"]["alertname"] == alertname
+            and a["labels"].get("entity") == entity
+        ]
+
+
+class Webhook:
+    """Alertmanager's receivers all post here, at /<receiver name>."""
+
+    def __init__(self) -> None:
+        self.inbox: queue.Queue[Notification] = queue.Queue()
+        self.seen: list[Notification] = []
+
+    def app(self) -> web.Application:
+        async def receive(request: web.Request) -> web.Response:
+            payload = await request.json()
+            self.inbox.put(Notification(time.monotonic(), request.match_info["name"], payload))
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/{name}", receive)
+        return app
+
+    def wait_for(
+        self, status: str, alertname: str, entity: str
+    ) -> tuple[Notification, dict[str, Any]]:
+        """The first notification carrying that alert in that status, waiting for it."""
+        for notification in self.seen:
+            if found := notification.alerts(status, alertname, entity):
+                return notification, found[0]
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                notification = self.inbox.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(notification)
+            if found := notification.alerts(status, alertname, entity):
+                return notification, found[0]
+        raise AssertionError(f"no {status} {alertname} for {entity}; got {self.summary()}")
+
+    def drain(self) -> None:
+        while not self.inbox.empty():
+            self.seen.append(self.inbox.get_nowait())
+
+    def summary(self) -> list[tuple[str, str, str, str | None]]:
+        return [
+            (n.receiver, a["status"], a["labels"]["alertname"], a["labels"].get("entity"))
+            for n in self.seen
+            for a in n.payload["alerts"]
+        ]
+
+
+@dataclass
+class World:
+    public: SimulatedServer
+    exporter: str
+    webhook: str
+
+
+async def start_world(
+    stack: contextlib.AsyncExitStack, ca: LocalCA, ca_file: Path, webhook: Webhook
+) -> World:
+    """Public available, Private stalled (connection error), the root entity without server."""
+    public = await SimulatedServer(None, Behaviour.OK, ca).start()
+    stack.push_async_callback(public.close)
+    private = await SimulatedServer(None, Behaviour.STALL_REPLY, ca).start()
+    stack.push_async_callback(private.close)
+    tls = TLSConfig(ca_file=ca_file)
+    config = Config(
+        entities=(
+            Entity(name="Siveo Medulla", uuid="UUID1"),
+            Entity(name="Public", uuid="UUID2", url=public.url, tls=tls),
+            Entity(
+                name="Private",
+                uuid="UUID3",
+                url=private.url,
+                timeout=STALLED_TIMEOUT_SECONDS,
+                tls=tls,
+            ),
+        )
+    )
+    exporter = await stack.enter_async_context(serving(Runtime(lambda: config)))
+    runner = web.AppRunner(webhook.app())
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return World(public, exporter, f"http://127.0.0.1:{port}")
+
+
+@contextlib.contextmanager
+def background_world(
+    ca: LocalCA, ca_file: Path, webhook: Webhook
+) -> Iterator[tuple[LoopThread, World]]:
+    loop = LoopThread()
+    stack = contextlib.AsyncExitStack()
+    try:
+        yield loop, loop.run(start_world(stack, ca, ca_file, webhook))
+    finally:
+        loop.run(stack.aclose())
+        loop.close()
+
+
+@contextlib.contextmanager
+def alertmanager(tmp_path: Path, webhook_base: str) -> Iterator[str]:
+    config = alertmanager_for_test(load(ALERTMANAGER_EXAMPLE), webhook_base, INTERVAL)
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    args = [
+        "prometheus-alertmanager",
+        f"--config.file={tmp_path / 'alertmanager.yml'}",
+        f"--storage.path={tmp_path / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
+    with process(args, tmp_path / "alertmanager.log") as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", process=proc)
+        yield base
+
+
+@contextlib.contextmanager
+def prometheus(tmp_path: Path, exporter: str, alertmanager_url: str) -> Iterator[str]:
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(shortened_rules(load(RULES), FOR_SCALE)))
+    config = {
+        "global": {
+            "scrape_interval": INTERVAL,
+            "scrape_timeout": INTERVAL,
+            "evaluation_interval": INTERVAL,
+        },
+        "rule_files": [str(tmp_path / "rules.yml")],
+        "alerting": {
+            "alertmanagers": [
+                {"static_configs": [{"targets": [alertmanager_url.removeprefix("http://")]}]}
+            ]
+        },
+        "scrape_configs": [
+            {
+                "job_name": JOB,
+                "static_configs": [{"targets": [exporter.removeprefix("http://")]}],
+            }
+        ],
+    }
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    args = [
+        "prometheus",
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s",
+    ]
+    with process(args, tmp_path / "prometheus.log") as proc:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", process=proc)
+        yield base
+
+
+def poll(what: str, check: Callable[[], T | None]) -> T:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if (result := check()) is not None:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def am_alert(alertmanager_url: str, alertname: str, entity: str) -> dict[str, Any] | None:
+    alerts = httpx.get(
+        f"{alertmanager_url}/api/v2/alerts",
+        params={"filter": [f'alertname="{alertname}"', f'entity="{entity}"']},
+        timeout=5,
+    ).json()
+    return alerts[0] if alerts else None
+
+
+def firing_in_prometheus(prometheus_url: str, alertname: str, entity: str) -> bool | None:
+    alerts = httpx.get(f"{prometheus_url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return (
+        any(
+            a["state"] == "firing"
+            and a["labels"]["alertname"] == alertname
+            and a["labels"].get("entity") == entity
+            for a in alerts
+        )
+        or None
+    )
+
+
+def test_offline_alert_reaches_the_receiver_and_resolves(
+    tmp_path: Path, local_ca: LocalCA, ca_file: Path
+) -> None:
+    webhook = Webhook()
+    with (
+        background_world(local_ca, ca_file, webhook) as (loop, world),
+        alertmanager(tmp_path, world.webhook) as am,
+        prometheus(tmp_path, world.exporter, am) as prom,
+    ):
+        # The pipeline works: Private's connection error pages on-call.
+        note, alert = webhook.wait_for("firing", "MedullaImagingServerConnectionError", "Private")
+        assert note.receiver == "on-call"
+        assert "reason: timeout" in alert["annotations"]["description"], alert["annotations"]
+
+        # "Public" goes offline.
+        loop.run(world.public.set_behaviour(Behaviour.REFUSE))
+        failed = time.monotonic()
+        note, alert = webhook.wait_for("firing", "MedullaImagingServerOffline", "Public")
+        print(f"\nfailure to offline notification: {note.received - failed:.1f} s")
+        assert note.receiver == "on-call"
+        assert note.payload["groupLabels"] == {"job": JOB, "entity": "Public"}
+        assert alert["labels"]["severity"] == "critical"
+        description = alert["annotations"]["description"]
+        assert 'entity "Public"' in description
+        assert f"({world.public.url})" in description
+        assert "reason: refused" in description
+        assert "Recommended action: contact the administrator or technical support." in description
+        assert alert["annotations"]["runbook_url"] == "docs/runbooks.md#medullaimagingserveroffline"
+
+        # ... and comes back.
+        loop.run(world.public.set_behaviour(Behaviour.OK))
+        recovered = time.monotonic()
+        note, _ = webhook.wait_for("resolved", "MedullaImagingServerOffline", "Public")
+        print(f"recovery to resolved notification: {note.received - recovered:.1f} s")
+        assert note.receiver == "on-call"
+
+        # Routing by severity: the root entity without a server is an info ticket.
+        note, _ = webhook.wait_for("firing", "MedullaImagingServerNotLinked", "Siveo Medulla")
+        assert note.receiver == "imaging-tickets"
+
+        # Private's probes last their whole timeout: Prometheus fires the near-timeout
+        # warning, Alertmanager holds it back behind the connection error of the same entity.
+        poll(
+            "ProbeNearTimeout firing in Prometheus",
+            lambda: firing_in_prometheus(prom, "MedullaImagingProbeNearTimeout", "Private"),
+        )
+        suppressed = poll(
+            "ProbeNearTimeout inhibited in Alertmanager",
+            lambda: (
+                a
+                if (a := am_alert(am, "MedullaImagingProbeNearTimeout", "Private"))
+                and a["status"]["inhibitedBy"]
+                else None
+            ),
+        )
+        cause = am_alert(am, "MedullaImagingServerConnectionError", "Private")
+        assert cause is not None
+        assert suppressed["status"]["state"] == "suppressed"
+        assert suppressed["status"]["inhibitedBy"] == [cause["fingerprint"]]
+        # Past a few group intervals, it still has not arrived.
+        time.sleep(3)
+        webhook.drain()
+        delivered = {(alertname, entity) for _, _, alertname, entity in webhook.summary()}
+        assert ("MedullaImagingProbeNearTimeout", "Private") not in delivered, json.dumps(
+            webhook.summary()
+        )
