@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import yaml
 from aiohttp import web
 
@@ -266,7 +268,7 @@ def firing_in_prometheus(prometheus_url: str, alertname: str, entity: str) -> bo
 
 
 def test_offline_alert_reaches_the_receiver_and_resolves(
-    tmp_path: Path, local_ca: LocalCA, ca_file: Path
+    tmp_path: Path, local_ca: LocalCA, ca_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     webhook = Webhook()
     with (
@@ -277,13 +279,15 @@ def test_offline_alert_reaches_the_receiver_and_resolves(
         # The pipeline works: Private's connection error pages on-call.
         note, alert = webhook.wait_for("firing", "MedullaImagingServerConnectionError", "Private")
         assert note.receiver == "on-call"
-        assert "reason: timeout" in alert["annotations"]["description"], alert["annotations"]
+        # Stalled after the request; on a loaded machine the handshake may be what times out.
+        assert re.search(r"reason: (tls_)?timeout\)", alert["annotations"]["description"])
 
         # "Public" goes offline.
         loop.run(world.public.set_behaviour(Behaviour.REFUSE))
         failed = time.monotonic()
         note, alert = webhook.wait_for("firing", "MedullaImagingServerOffline", "Public")
-        print(f"\nfailure to offline notification: {note.received - failed:.1f} s")
+        with capsys.disabled():
+            print(f"\nfailure to offline notification: {note.received - failed:.1f} s")
         assert note.receiver == "on-call"
         assert note.payload["groupLabels"] == {"job": JOB, "entity": "Public"}
         assert alert["labels"]["severity"] == "critical"
@@ -298,7 +302,8 @@ def test_offline_alert_reaches_the_receiver_and_resolves(
         loop.run(world.public.set_behaviour(Behaviour.OK))
         recovered = time.monotonic()
         note, _ = webhook.wait_for("resolved", "MedullaImagingServerOffline", "Public")
-        print(f"recovery to resolved notification: {note.received - recovered:.1f} s")
+        with capsys.disabled():
+            print(f"recovery to resolved notification: {note.received - recovered:.1f} s")
         assert note.receiver == "on-call"
 
         # Routing by severity: the root entity without a server is an info ticket.
@@ -331,3 +336,55 @@ def test_offline_alert_reaches_the_receiver_and_resolves(
         assert ("MedullaImagingProbeNearTimeout", "Private") not in delivered, json.dumps(
             webhook.summary()
         )
+
+
+def _alert(alertname: str, severity: str, **labels: str) -> dict[str, Any]:
+    return {"labels": {"alertname": alertname, "severity": severity, **labels}}
+
+
+def test_every_inhibition_of_the_example_in_a_real_alertmanager(tmp_path: Path) -> None:
+    """Alerts posted straight to Alertmanager: exactly the duplicates of an outage are held."""
+    down = {"job": JOB, "instance": "down:9867"}
+    up = {"job": JOB, "instance": "up:9867"}
+    gone = {"job": "medulla-imaging-site2"}
+    alerts = [
+        _alert("MedullaImagingExporterDown", "critical", **down),
+        _alert("MedullaImagingServerOffline", "critical", entity="A", **down),
+        _alert("MedullaImagingServerConnectionError", "critical", entity="B", **up),
+        _alert("MedullaImagingMemoryPressure", "warning", entity="B", **up),
+        _alert("MedullaImagingProbeNearTimeout", "warning", entity="B", **up),
+        _alert("MedullaImagingMemoryPressure", "warning", entity="C", **up),
+        _alert("MedullaImagingMastersStorageLow", "warning", entity="D", **up),
+        _alert("MedullaImagingMastersStorageLow", "critical", entity="D", **up),
+        _alert("MedullaImagingMastersStorageFillingUp", "warning", entity="D", **up),
+        _alert("MedullaImagingExporterAbsent", "critical", **gone),
+        _alert("MedullaImagingServerNotLinked", "info", entity="E", instance="x:9867", **gone),
+    ]
+    expected = {
+        # the exporter down: its entities' alerts
+        ("MedullaImagingServerOffline", "critical", "A"),
+        # an outage: the same entity's resource and probe alerts
+        ("MedullaImagingMemoryPressure", "warning", "B"),
+        ("MedullaImagingProbeNearTimeout", "warning", "B"),
+        # critical over warning, and over "filling up"
+        ("MedullaImagingMastersStorageLow", "warning", "D"),
+        ("MedullaImagingMastersStorageFillingUp", "warning", "D"),
+        # no exporter in the job at all
+        ("MedullaImagingServerNotLinked", "info", "E"),
+    }
+    with alertmanager(tmp_path, f"http://127.0.0.1:{free_port()}") as am:
+        httpx.post(f"{am}/api/v2/alerts", json=alerts, timeout=5).raise_for_status()
+
+        def suppressed() -> set[tuple[str, str, str | None]]:
+            return {
+                (a["labels"]["alertname"], a["labels"]["severity"], a["labels"].get("entity"))
+                for a in httpx.get(f"{am}/api/v2/alerts", timeout=5).json()
+                if a["status"]["state"] == "suppressed"
+            }
+
+        # Alertmanager takes in posted alerts asynchronously: wait for the expected state,
+        # then check it exactly.
+        deadline = time.monotonic() + WAIT_SECONDS
+        while (got := suppressed()) != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert got == expected
