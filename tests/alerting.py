@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,9 +27,8 @@ JOB = "medulla-imaging"
 _AM_TIMERS = ("group_wait", "group_interval")
 
 
-def load(path: Any) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return yaml.safe_load(f)
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
 def rules(doc: Any) -> Iterator[dict[str, Any]]:
