@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
+import yaml
 from aiohttp import web
 
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.web import create_app
+from medulla_imaging_exporter.webconfig import WebConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -33,7 +37,10 @@ def free_port() -> int:
 
 
 def wait_http(
-    url: str, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+    url: str,
+    timeout: float = 20.0,
+    process: subprocess.Popen[bytes] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
     """Poll until the URL answers 200; fail early if the process died."""
     deadline = time.monotonic() + timeout
@@ -42,7 +49,7 @@ def wait_http(
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
+            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.HTTPError as err:
             last = err
@@ -76,8 +83,12 @@ def process(args: Sequence[str], log_path: Path, **kw: object) -> Iterator[subpr
 
 
 @contextlib.contextmanager
-def cli_exporter(tmp_path: Path, *args: str) -> Iterator[str]:
-    """The real CLI in a subprocess with these arguments; yields its base URL."""
+def cli_exporter(
+    tmp_path: Path, *args: str, scheme: str = "http", verify: ssl.SSLContext | bool = True
+) -> Iterator[str]:
+    """The real CLI in a subprocess with these arguments; yields its base URL.
+
+    ``scheme`` and ``verify`` (an SSL context) are for an exporter serving HTTPS."""
     port = free_port()
     argv = [
         sys.executable,
@@ -88,27 +99,57 @@ def cli_exporter(tmp_path: Path, *args: str) -> Iterator[str]:
         *args,
     ]
     with process(argv, tmp_path / "exporter.log", env={**os.environ}) as proc:
+        base = f"{scheme}://127.0.0.1:{port}"
+        wait_http(f"{base}/-/ready", process=proc, verify=verify)
+        yield base
+
+
+@contextlib.contextmanager
+def demo_exporter(
+    tmp_path: Path, *extra: str, scheme: str = "http", verify: ssl.SSLContext | bool = True
+) -> Iterator[str]:
+    """The real CLI running its demo in a subprocess; yields its base URL."""
+    with cli_exporter(tmp_path, "--demo", *extra, scheme=scheme, verify=verify) as base:
+        yield base
+
+
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime, web_config: WebConfig | None = None) -> AsyncIterator[str]:
+    """The exporter's web app in this event loop on 127.0.0.1; yields its base URL."""
+    runner = web.AppRunner(create_app(runtime, web_config))
+    await runner.setup()
+    ssl_context = web_config.ssl_context if web_config else None
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.contextmanager
+def prometheus(workdir: Path, config: dict[str, object]) -> Iterator[str]:
+    """Debian's real Prometheus on 127.0.0.1 with this configuration; yields its base URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / "prometheus.yml"
+    config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    port = free_port()
+    args = [
+        "prometheus",
+        f"--config.file={config_file}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--storage.tsdb.path={workdir / 'data'}",
+    ]
+    with process(args, workdir / "prometheus.log") as proc:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/-/ready", process=proc)
         yield base
 
 
-@contextlib.contextmanager
-def demo_exporter(tmp_path: Path, *extra: str) -> Iterator[str]:
-    """The real CLI running its demo in a subprocess; yields its base URL."""
-    with cli_exporter(tmp_path, "--demo", *extra) as base:
-        yield base
-
-
-@contextlib.asynccontextmanager
-async def serving(runtime: Runtime) -> AsyncIterator[str]:
-    """The exporter's web app in this event loop on 127.0.0.1; yields its base URL."""
-    runner = web.AppRunner(create_app(runtime))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+def prometheus_query(base: str, query: str) -> list[dict[str, Any]]:
+    """The instant vector of a PromQL query, as the HTTP API returns it."""
+    reply = httpx.get(f"{base}/api/v1/query", params={"query": query}, timeout=5)
+    reply.raise_for_status()
+    result: list[dict[str, Any]] = reply.json()["data"]["result"]
+    return result

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from medulla_imaging_exporter.demo import start_demo
 from medulla_imaging_exporter.history import DEFAULT_LIMIT
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.web import create_app
+from medulla_imaging_exporter.webconfig import WebConfig, load_web_config
 
 DEFAULT_PORT = 9867
 log = logging.getLogger("medulla_imaging_exporter")
@@ -64,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Address to listen on (default :{DEFAULT_PORT}).",
     )
     p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="exporter-toolkit web configuration: TLS and basic authentication "
+        "(see examples/web-config.yml).",
+    )
+    p.add_argument(
         "--scrape.timeout-offset",
         dest="timeout_offset",
         type=float,
@@ -95,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def serve(args: argparse.Namespace) -> int:
+    try:
+        web_config = load_web_config(args.web_config_file) if args.web_config_file else None
+    except ConfigError as err:
+        log.error("invalid web configuration", extra={"err": str(err)})
+        return 1
     demo = await start_demo() if args.demo else None
     try:
         if demo is not None:
@@ -109,10 +123,10 @@ async def serve(args: argparse.Namespace) -> int:
         return 1
     default_host = "127.0.0.1" if demo is not None else None
     host, port = args.listen_address or (default_host, DEFAULT_PORT)
-    runner = web.AppRunner(create_app(runtime), handle_signals=False)
+    runner = web.AppRunner(create_app(runtime, web_config), handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=_ssl_context(web_config))
         await site.start()
         log.info(
             "listening",
@@ -121,6 +135,7 @@ async def serve(args: argparse.Namespace) -> int:
                 "version": __version__,
                 "entities": len(runtime.config.entities),
                 "demo": demo is not None,
+                "tls": _ssl_context(web_config) is not None,
             },
         )
         stop = asyncio.Event()
@@ -135,6 +150,10 @@ async def serve(args: argparse.Namespace) -> int:
         if demo is not None:
             await demo.aclose()
     return 0
+
+
+def _ssl_context(web_config: WebConfig | None) -> ssl.SSLContext | None:
+    return web_config.ssl_context if web_config else None
 
 
 def _reload(runtime: Runtime) -> None:

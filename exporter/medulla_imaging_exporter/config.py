@@ -277,14 +277,18 @@ def parse_config(data: object, source: str = "<memory>", base_dir: Path | None =
     return Config(entities=tuple(entities), source=source)
 
 
-def load_config(path: str | Path) -> Config:
-    path = Path(path)
+def read_yaml(path: Path) -> object:
+    """The decoded YAML document, or a ConfigError naming the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(str(path), [f"cannot read the file: {err}"]) from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(str(path), [f"not valid YAML: {err}"]) from None
-    return parse_config(data, source=str(path), base_dir=path.parent)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    return parse_config(read_yaml(path), source=str(path), base_dir=path.parent)

@@ -26,6 +26,7 @@ from medulla_imaging_exporter.pages import IndexView, render_debug, render_index
 from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.translations import choose_language
+from medulla_imaging_exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,17 @@ async def _page_statuses(prober: Prober, entities: Sequence[Entity]) -> list[Ent
     return [recent[e.name] for e in entities]
 
 
+async def service_discovery(request: web.Request) -> web.Response:
+    """Prometheus HTTP SD: one target group per entity, each scraped through this exporter's
+    /probe, so that Prometheus' own ``hashmod`` relabeling can spread entities over servers."""
+    runtime = request.app[RUNTIME]
+    groups = [
+        {"targets": [request.host], "labels": {"__param_entity": e.name, "entity": e.name}}
+        for e in runtime.config.entities
+    ]
+    return web.json_response(groups)
+
+
 async def index(request: web.Request) -> web.Response:
     """The status page: every entity as Medulla's page shows one, and the recent probes."""
     runtime = request.app[RUNTIME]
@@ -179,13 +191,15 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="Reloaded.\n")
 
 
-def create_app(runtime: Runtime) -> web.Application:
-    app = web.Application()
+def create_app(runtime: Runtime, web_config: WebConfig | None = None) -> web.Application:
+    """The application; ``web_config`` adds the --web.config.file's authentication."""
+    app = web.Application(middlewares=[web_config.middleware()] if web_config else [])
     app[RUNTIME] = runtime
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probe", probe)
     app.router.add_get("/logs", logs)
+    app.router.add_get("/sd", service_discovery)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
