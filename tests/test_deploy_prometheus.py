@@ -161,3 +161,32 @@ def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_gets_4
                 "medulla-imaging": "1",
                 "wrong-password": "0",
             }
+
+
+def test_discovery_and_probes_from_a_secured_exporter(
+    tmp_path: Path, secured: tuple[Path, Path]
+) -> None:
+    """docs/deployment.md: /sd over HTTPS with basic auth, then /probe with the same."""
+    web, web_config = secured
+    ca = ssl.create_default_context(cafile=web / "medulla-exporter-ca.pem")
+    flags = ("--web.config.file", str(web_config))
+    with demo_exporter(tmp_path, *flags, scheme="https", verify=ca) as exporter:
+        address = exporter.removeprefix("https://")
+        credentials = example("secured.yml", address, web)["scrape_configs"][0]
+        config = example("sd.yml", address)
+        job = config["scrape_configs"][0]
+        sd = job["http_sd_configs"][0]
+        sd["url"] = sd["url"].replace("http://", "https://")
+        for target in (job, sd):
+            target["tls_config"] = credentials["tls_config"]
+            target["basic_auth"] = credentials["basic_auth"]
+        job["scheme"] = "https"
+        with prometheus(tmp_path / "prom", config) as prom:
+            wait_until(
+                lambda: (
+                    up_by_entity(prom, "medulla-imaging-sd") == dict.fromkeys(DEMO_ENTITIES, 1.0)
+                ),
+                timeout=30,
+            )
+            status = prometheus_query(prom, 'medulla_imaging_server_status{status="available"}')
+            assert {s["metric"]["entity"]: s["value"][1] for s in status}["Public"] == "1"
