@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from medulla_imaging_exporter.config import Entity, TLSConfig
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, ServerData, SimulatedServer
+from tests.mariadb import MariaDB, mariadb
 
 MakeServer = Callable[..., Awaitable[SimulatedServer]]
 
@@ -51,3 +52,10 @@ def entity_for(ca_file: Path) -> Callable[..., Entity]:
         return Entity(name=name, url=server.url if server else None, **settings)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """One real MariaDB for the whole session, on 127.0.0.1 and a unix socket."""
+    with mariadb(tmp_path_factory.mktemp("mariadb"), tls=True) as server:
+        yield server

@@ -77,8 +77,8 @@ async def metrics(request: web.Request) -> web.Response:
     return _exposition(
         request,
         [
-            ScrapeCollector(entities, statuses),
-            ExporterCollector(runtime.reload_state),
+            ScrapeCollector(entities, statuses, runtime.database_snapshot),
+            ExporterCollector(runtime.reload_state, runtime.database_snapshot),
             *_PROCESS_COLLECTORS,
         ],
     )
@@ -97,7 +97,7 @@ async def probe(request: web.Request) -> web.Response:
     if request.query.get("debug") == "true":
         record = runtime.prober.history.of_status(statuses[0])
         return _debug(entity, statuses[0], record)
-    return _exposition(request, [ScrapeCollector([entity], statuses)])
+    return _exposition(request, [ScrapeCollector([entity], statuses, runtime.database_snapshot)])
 
 
 def _debug(entity: Entity, status: EntityStatus, record: ProbeRecord | None) -> web.Response:
