@@ -304,8 +304,10 @@ def _file_password(reader: _Reader) -> Callable[[object], str]:
 def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
     """The ``database`` block; the password comes from a file or the environment, never inline."""
     where = "database"
-    raw = reader.mapping(value, where, _DATABASE_KEYS)
     before = len(reader.problems)
+    raw = reader.mapping(value, where, _DATABASE_KEYS)
+    if value is not None and not isinstance(value, Mapping):
+        return None
     out: dict[str, Any] = {}
     for key, convert in (
         ("host", _string),
@@ -338,7 +340,7 @@ def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
                 "use the host name of the certificate as host"
             )
         out["tls"] = _tls(reader, tls_raw, tls_where, TLSConfig())
-    if len(reader.problems) > before or not isinstance(value, Mapping):
+    if len(reader.problems) > before:
         return None
     from_env, from_file = out.pop("password_env", None), out.pop("password_file", None)
     out["password"] = from_env if from_env is not None else from_file
