@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,10 @@ class Exporter:
         return parse(response.text)
 
 
+Start = Callable[[dict[str, Any]], Awaitable["Exporter"]]
+DbBlock = Callable[..., dict[str, Any]]
+
+
 @pytest.fixture
 def db_block(
     mariadb_server: MariaDB, monkeypatch: pytest.MonkeyPatch
@@ -114,7 +118,7 @@ def db_block(
 
 
 @pytest.fixture
-async def start(ca_file: Path, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def start(ca_file: Path, tmp_path: Path) -> AsyncIterator[Start]:
     """Start exporters; each waits for its first refresh before the test goes on."""
     started: list[tuple[Exporter, Any]] = []
 
@@ -139,7 +143,7 @@ async def start(ca_file: Path, tmp_path: Path) -> AsyncIterator[Callable[..., An
 
 
 async def test_statistics_come_from_the_database(
-    mariadb_server: MariaDB, make_server: MakeServer, db_block: Any, start: Any
+    mariadb_server: MariaDB, make_server: MakeServer, db_block: DbBlock, start: Start
 ) -> None:
     server = await make_server(data=REPLY_STATS)
     mariadb_server.create_imaging(
@@ -179,7 +183,7 @@ async def test_statistics_come_from_the_database(
 
 
 async def test_without_database_the_reply_statistics_are_used(
-    make_server: MakeServer, start: Any
+    make_server: MakeServer, start: Start
 ) -> None:
     server = await make_server(data=REPLY_STATS)
     exporter = await start({"entities": [{"name": "Public", "uuid": "UUID2", "url": server.url}]})
@@ -194,7 +198,7 @@ async def test_without_database_the_reply_statistics_are_used(
 
 
 async def test_discovery_probes_the_database_entities(
-    mariadb_server: MariaDB, make_server: MakeServer, db_block: Any, start: Any
+    mariadb_server: MariaDB, make_server: MakeServer, db_block: DbBlock, start: Start
 ) -> None:
     public, private, unlinked = [await make_server() for _ in range(3)]
     quoted = 'Privé "d\'Aurélie"'
@@ -230,7 +234,7 @@ async def test_discovery_probes_the_database_entities(
         assert value(samples, "server_status", entity=name, status=status) == 1.0, name
     assert stats_of(samples, quoted) == (1.0, 0.0, 0.0)
     assert stats_of(samples, "Siveo Medulla") == (0.0, 0.0, 0.0)
-    assert exporter.runtime.config.entity("Public").timeout == 4.0  # type: ignore[union-attr]
+    assert [e.timeout for e in exporter.runtime.config.entities if e.name == "Public"] == [4.0]
 
     # An entity removed from the database loses its series at the next scrape after a refresh;
     # a new one appears.
@@ -247,7 +251,7 @@ async def test_discovery_probes_the_database_entities(
 
 
 async def test_discovery_refreshes_on_its_interval(
-    mariadb_server: MariaDB, db_block: Any, start: Any
+    mariadb_server: MariaDB, db_block: DbBlock, start: Start
 ) -> None:
     mariadb_server.create_imaging(
         "e2e_interval", ["INSERT INTO Entity (id, name, uuid) VALUES (1, 'root', 'UUID1')"]
@@ -266,7 +270,7 @@ async def test_discovery_refreshes_on_its_interval(
 
 
 async def test_reload_refreshes_at_once(
-    mariadb_server: MariaDB, make_server: MakeServer, db_block: Any, start: Any
+    mariadb_server: MariaDB, make_server: MakeServer, db_block: DbBlock, start: Start
 ) -> None:
     server = await make_server(data=REPLY_STATS)
     for name in ("e2e_reload_a", "e2e_reload_b"):
@@ -319,8 +323,8 @@ def assert_failed_but_probing(samples: Samples, probed: set[str], available: str
 async def test_wrong_password(
     mariadb_server: MariaDB,
     make_server: MakeServer,
-    db_block: Any,
-    start: Any,
+    db_block: DbBlock,
+    start: Start,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = await make_server()
@@ -334,7 +338,8 @@ async def test_wrong_password(
     exporter = await start({"database": db_block("e2e_password"), "discovery": "database"})
     assert exporter.snapshot.up
     monkeypatch.setenv(PASSWORD_ENV, "wrong")
-    refreshed = exporter.runtime.database.next_refresh()  # type: ignore[union-attr]
+    assert exporter.runtime.database is not None
+    refreshed = exporter.runtime.database.next_refresh()
     exporter.runtime.reload()
     snapshot = await refreshed
     assert not snapshot.up and "Access denied" in snapshot.error
@@ -343,7 +348,7 @@ async def test_wrong_password(
 
 
 async def test_database_down_at_start_then_up_then_down_mid_run(
-    make_server: MakeServer, db_block: Any, start: Any, tmp_path: Path
+    make_server: MakeServer, db_block: DbBlock, start: Start, tmp_path: Path
 ) -> None:
     server = await make_server()
     port = free_port()  # nothing listens there yet
@@ -379,7 +384,7 @@ async def test_database_down_at_start_then_up_then_down_mid_run(
 
 
 async def test_slow_database_never_delays_a_scrape(
-    mariadb_server: MariaDB, make_server: MakeServer, db_block: Any, start: Any
+    mariadb_server: MariaDB, make_server: MakeServer, db_block: DbBlock, start: Start
 ) -> None:
     server = await make_server()
     mariadb_server.create_imaging(
@@ -423,7 +428,7 @@ async def _until_waiting_for_lock(server: MariaDB) -> None:
 
 
 async def test_hung_database_server(
-    make_server: MakeServer, db_block: Any, start: Any, tmp_path: Path
+    make_server: MakeServer, db_block: DbBlock, start: Start, tmp_path: Path
 ) -> None:
     """A server that accepts connections and never answers: bounded by the timeouts."""
     server = await make_server()
