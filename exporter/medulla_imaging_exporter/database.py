@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 # The page's rule: a server is linked to an entity by a row with associated = 1.
 ENTITIES_QUERY = """
-SELECT e.name, e.uuid,
+SELECT e.id, e.name, e.uuid,
        (SELECT s.url FROM ImagingServer s
          WHERE s.fk_entity = e.id AND s.associated = 1
          ORDER BY s.id LIMIT 1) AS url
@@ -40,30 +40,29 @@ ORDER BY e.id
 # Medulla's "total" and "rescue": targets of type 1 (computer) and 3 (computer in a profile),
 # counted only for an entity with an ImagingServer row of its own, associated or not; rescue
 # counts the targets with an image reached through ImagingLog and MasteredOn whose is_master
-# is not true (0 or NULL, as Medulla's "not image.is_master").
+# is not true (0 or NULL, as Medulla's "not image.is_master"). Grouped by entity id, an
+# integer, rather than by the TEXT uuid: no temporary table on disk.
 CLIENTS_QUERY = """
-SELECT e.uuid, COUNT(*) AS total,
+SELECT t.fk_entity, COUNT(*) AS total,
        SUM(EXISTS (SELECT 1 FROM ImagingLog l
                    JOIN MasteredOn m ON m.fk_imaging_log = l.id
                    JOIN Image i ON i.id = m.fk_image
                    WHERE l.fk_target = t.id AND NOT COALESCE(i.is_master, 0))) AS rescue
-FROM Entity e
-JOIN Target t ON t.fk_entity = e.id
+FROM Target t
 WHERE t.type IN (1, 3)
-  AND EXISTS (SELECT 1 FROM ImagingServer s WHERE s.fk_entity = e.id)
-GROUP BY e.uuid
+  AND EXISTS (SELECT 1 FROM ImagingServer s WHERE s.fk_entity = t.fk_entity)
+GROUP BY t.fk_entity
 """
 
 # Medulla's "master": one per (master image, server row of the entity), so a master present
 # on two servers of the entity counts twice; unlinked servers sit on the root entity.
 MASTERS_QUERY = """
-SELECT e.uuid, COUNT(*) AS master
-FROM Entity e
-JOIN ImagingServer s ON s.fk_entity = e.id
+SELECT s.fk_entity, COUNT(*) AS master
+FROM ImagingServer s
 JOIN ImageOnImagingServer o ON o.fk_imaging_server = s.id
 JOIN Image i ON i.id = o.fk_image
 WHERE i.is_master = 1
-GROUP BY e.uuid
+GROUP BY s.fk_entity
 """
 
 
@@ -97,23 +96,24 @@ def read_imaging(db: DatabaseConfig) -> ImagingData:
     with connect(db) as conn, conn.cursor() as cur:
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         cur.execute(ENTITIES_QUERY)
-        entities = tuple(
-            DiscoveredEntity(name=name, uuid=uuid, url=url) for name, uuid, url in cur.fetchall()
-        )
+        rows = cur.fetchall()
         cur.execute(CLIENTS_QUERY)
-        clients = {uuid: (int(total), int(rescue)) for uuid, total, rescue in cur.fetchall()}
+        clients = {entity_id: (total, rescue) for entity_id, total, rescue in cur.fetchall()}
         cur.execute(MASTERS_QUERY)
-        masters = {uuid: int(count) for uuid, count in cur.fetchall()}
+        masters = dict(cur.fetchall())
         conn.rollback()
-    stats = {}
-    for entity in entities:
-        total, rescue = clients.get(entity.uuid, (0, 0))
-        stats[entity.uuid] = Stats(
-            clients_registered=total,
-            clients_with_rescue_image=rescue,
-            masters_available=masters.get(entity.uuid, 0),
-        )
-    return ImagingData(entities=entities, stats=stats)
+    # Medulla selects an entity by uuid: rows sharing a uuid add up, as in its joins.
+    counts: dict[str, list[int]] = {}
+    for entity_id, _, uuid, _ in rows:
+        total, rescue = clients.get(entity_id, (0, 0))
+        sums = counts.setdefault(uuid, [0, 0, 0])
+        sums[0] += int(total)
+        sums[1] += int(rescue)
+        sums[2] += int(masters.get(entity_id, 0))
+    return ImagingData(
+        entities=tuple(DiscoveredEntity(name, uuid, url) for _, name, uuid, url in rows),
+        stats={uuid: Stats(*sums) for uuid, sums in counts.items()},
+    )
 
 
 class DatabaseRefresher:
