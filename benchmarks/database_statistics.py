@@ -11,6 +11,7 @@ docs/performance.md quotes them.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -20,11 +21,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
-from mariadb import EXPORTER_PASSWORD, EXPORTER_USER, mariadb  # noqa: E402
 from medulla_imaging_exporter.config import DatabaseConfig  # noqa: E402
 from medulla_imaging_exporter.database import read_imaging  # noqa: E402
+from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, mariadb  # noqa: E402
 
 ENTITIES = 1_000
 TARGETS = 100_000
@@ -91,7 +92,8 @@ def main() -> int:
         f"data set: {ENTITIES} entities, {TARGETS} targets (types 1-5), {RESCUE_LOGS} rescue"
         f" images through the imaging log, {MASTERS} masters",
         f"server: {version}",
-        f"machine: {platform.machine()}, {platform.python_implementation()}"
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average"
+        f" {os.getloadavg()[0]:.1f} (shared), {platform.python_implementation()}"
         f" {platform.python_version()}",
         f"seeding: {seeded:.1f} s",
         f"entities read: {len(data.entities)}; clients counted: {counted}",

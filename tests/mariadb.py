@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pymysql
 import trustme
+
 from tests.helpers import free_port, process
 
 SCHEMA = Path(__file__).parent / "sql" / "schema.sql"

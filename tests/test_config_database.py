@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import FIXTURES, REPO
+
 from medulla_imaging_exporter.cli import main
 from medulla_imaging_exporter.config import ConfigError, DatabaseConfig, load_config
+from tests.helpers import FIXTURES, REPO
 
-CONFIGS = FIXTURES / "config-database"
+CONFIGS = FIXTURES / "configs" / "database"
 
 BAD = {
     "no-user.yml": ["database.user: missing"],

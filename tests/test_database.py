@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pymysql
 import pytest
-from mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB
+
 from medulla_imaging_exporter.config import DatabaseConfig, TLSConfig
 from medulla_imaging_exporter.database import connect, read_imaging
 from medulla_imaging_exporter.model import DiscoveredEntity, Stats
+from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB
 
 PUBLIC_URL = "https://imaging-public.example.org:9990/imaging_api"
 QUOTED = 'Privé "d\'Aurélie" & Cie'

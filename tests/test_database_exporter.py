@@ -16,14 +16,15 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import MakeServer
-from helpers import free_port, serving
-from mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB, mariadb
+from prometheus_client.parser import text_string_to_metric_families
+
 from medulla_imaging_exporter.config import parse_config
 from medulla_imaging_exporter.model import DatabaseSnapshot
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import ServerData
-from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import MakeServer
+from tests.helpers import free_port, serving
+from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB, mariadb
 
 PASSWORD_ENV = "MEDULLA_TEST_DB_PASSWORD"
 REPLY_STATS = ServerData(stats={"total": 9, "rescue": 9, "master": 9})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+
 from medulla_imaging_exporter.config import Entity, TLSConfig, parse_config
 from medulla_imaging_exporter.discovery import merge_entities
 from medulla_imaging_exporter.model import DiscoveredEntity
