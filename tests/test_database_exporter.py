@@ -349,7 +349,11 @@ async def test_wrong_password(
 
 
 async def test_database_down_at_start_then_up_then_down_mid_run(
-    make_server: MakeServer, db_block: DbBlock, start: Start, tmp_path: Path
+    make_server: MakeServer,
+    db_block: DbBlock,
+    start: Start,
+    tmp_path: Path,
+    mariadb_template: Path,
 ) -> None:
     server = await make_server()
     port = free_port()  # nothing listens there yet
@@ -364,7 +368,7 @@ async def test_database_down_at_start_then_up_then_down_mid_run(
     assert "Can't connect" in exporter.snapshot.error
     assert_failed_but_probing(await exporter.scrape(), {"Lab"}, "Lab")
 
-    with mariadb(tmp_path / "late", port=port) as late:
+    with mariadb(tmp_path / "late", port=port, template=mariadb_template) as late:
         late.create_imaging(
             "imaging",
             [
@@ -429,11 +433,15 @@ async def _until_waiting_for_lock(server: MariaDB) -> None:
 
 
 async def test_hung_database_server(
-    make_server: MakeServer, db_block: DbBlock, start: Start, tmp_path: Path
+    make_server: MakeServer,
+    db_block: DbBlock,
+    start: Start,
+    tmp_path: Path,
+    mariadb_template: Path,
 ) -> None:
     """A server that accepts connections and never answers: bounded by the timeouts."""
     server = await make_server()
-    with mariadb(tmp_path / "hung") as hung:
+    with mariadb(tmp_path / "hung", template=mariadb_template) as hung:
         hung.create_imaging(
             "imaging",
             [
