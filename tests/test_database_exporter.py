@@ -181,6 +181,8 @@ async def test_statistics_come_from_the_database(
     probe = await exporter.scrape("/probe?entity=Public")
     assert stats_of(probe, "Public") == (2.0, 0.0, 1.0)
     assert not has(probe, "database_up")
+    debug = await exporter.client.get(exporter.base + "/probe?entity=Public&debug=true")
+    assert 'medulla_imaging_clients_registered{entity="Public",source="database"} 2.0' in debug.text
 
 
 async def test_without_database_the_reply_statistics_are_used(

@@ -21,7 +21,7 @@ from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector
 from medulla_imaging_exporter.config import ConfigError, Entity
 from medulla_imaging_exporter.history import ProbeRecord
-from medulla_imaging_exporter.model import EntityStatus
+from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
 from medulla_imaging_exporter.pages import IndexView, render_debug, render_index
 from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.runtime import Runtime
@@ -96,13 +96,19 @@ async def probe(request: web.Request) -> web.Response:
     statuses = await _scrape(request, [entity])
     if request.query.get("debug") == "true":
         record = runtime.prober.history.of_status(statuses[0])
-        return _debug(entity, statuses[0], record)
+        return _debug(entity, statuses[0], record, runtime.database_snapshot)
     return _exposition(request, [ScrapeCollector([entity], statuses, runtime.database_snapshot)])
 
 
-def _debug(entity: Entity, status: EntityStatus, record: ProbeRecord | None) -> web.Response:
+def _debug(
+    entity: Entity,
+    status: EntityStatus,
+    record: ProbeRecord | None,
+    database: DatabaseSnapshot | None,
+) -> web.Response:
     """Blackbox-style ``debug=true``: what the probe did and what it would export."""
-    exposition = generate_latest(_registry([ScrapeCollector([entity], [status])])).decode()
+    collector = ScrapeCollector([entity], [status], database)
+    exposition = generate_latest(_registry([collector])).decode()
     return web.Response(
         text=render_debug(entity, status, record, exposition), headers=_PAGE_HEADERS
     )
@@ -116,10 +122,11 @@ async def logs(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text="expected ?id=N, a probe number from the status page\n"
         ) from None
-    record = request.app[RUNTIME].prober.history.get(record_id)
+    runtime = request.app[RUNTIME]
+    record = runtime.prober.history.get(record_id)
     if record is None:
         raise web.HTTPNotFound(text=f"probe #{record_id} is not kept in the history\n")
-    return _debug(record.entity, record.status, record)
+    return _debug(record.entity, record.status, record, runtime.database_snapshot)
 
 
 async def _page_statuses(prober: Prober, entities: Sequence[Entity]) -> list[EntityStatus]:
