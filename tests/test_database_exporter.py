@@ -183,6 +183,10 @@ async def test_statistics_come_from_the_database(
     assert not has(probe, "database_up")
     debug = await exporter.client.get(exporter.base + "/probe?entity=Public&debug=true")
     assert 'medulla_imaging_clients_registered{entity="Public",source="database"} 2.0' in debug.text
+    # The status page shows the same figures as the metrics, not the reply's.
+    page = (await exporter.client.get(exporter.base + "/?lang=en&entity=Public")).text
+    assert "2 client(s) registered" in page and "1 masters available" in page
+    assert "9 client(s) registered" not in page
 
 
 async def test_without_database_the_reply_statistics_are_used(

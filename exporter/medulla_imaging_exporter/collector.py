@@ -94,7 +94,7 @@ SOURCE_DATABASE = "database"
 SOURCE_REPLY = "reply"
 
 
-def _entity_stats(
+def entity_stats(
     entity: Entity, status: EntityStatus, database: DatabaseSnapshot | None
 ) -> tuple[Stats | None, str]:
     """The entity's statistics and their source; failed or unknown statistics are None."""
@@ -169,7 +169,7 @@ def entity_metrics(
         )
         for st in Status:
             status_g.add_metric([s.entity, st.value], 1.0 if s.status is st else 0.0)
-        stats, source = _entity_stats(entity, s, database)
+        stats, source = entity_stats(entity, s, database)
         for gauge, attribute in stats_gauges if stats is not None else ():
             gauge.add_metric([s.entity, source], float(getattr(stats, attribute)))
         if s.status is Status.NOT_LINKED:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 
 from aiohttp import web
 from prometheus_client import (
@@ -18,7 +19,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
-from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector
+from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector, entity_stats
 from medulla_imaging_exporter.config import ConfigError, Entity
 from medulla_imaging_exporter.history import ProbeRecord
 from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
@@ -144,6 +145,16 @@ async def _page_statuses(prober: Prober, entities: Sequence[Entity]) -> list[Ent
     return [recent[e.name] for e in entities]
 
 
+def _with_live_stats(
+    entity: Entity, status: EntityStatus, database: DatabaseSnapshot | None
+) -> EntityStatus:
+    """The page shows the statistics that the metrics export: the database's if configured."""
+    if database is None or status.reply is None:
+        return status
+    stats, _ = entity_stats(entity, status, database)
+    return replace(status, reply=replace(status.reply, stats=stats))
+
+
 async def index(request: web.Request) -> web.Response:
     """The status page: every entity as Medulla's page shows one, and the recent probes."""
     runtime = request.app[RUNTIME]
@@ -152,7 +163,10 @@ async def index(request: web.Request) -> web.Response:
     selected = request.query.get("entity") or None
     entities = runtime.config.entities
     shown = [e for e in entities if selected in (None, e.name)]
-    statuses = await _page_statuses(runtime.prober, shown)
+    statuses = [
+        _with_live_stats(e, s, runtime.database_snapshot)
+        for e, s in zip(shown, await _page_statuses(runtime.prober, shown), strict=True)
+    ]
     view = IndexView(
         lang=lang,
         lang_forced=lang_query == lang,
