@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from medulla_imaging_exporter.config import Entity, TLSConfig
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, ServerData, SimulatedServer
+from tests.mariadb import MariaDB, install, mariadb
 
 MakeServer = Callable[..., Awaitable[SimulatedServer]]
 
@@ -51,3 +52,20 @@ def entity_for(ca_file: Path) -> Callable[..., Entity]:
         return Entity(name=name, url=server.url if server else None, **settings)  # type: ignore[arg-type]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mariadb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MariaDB data directory installed once, copied by every server the tests start."""
+    datadir = tmp_path_factory.mktemp("mariadb-template") / "data"
+    install(datadir)
+    return datadir
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(
+    tmp_path_factory: pytest.TempPathFactory, mariadb_template: Path
+) -> Iterator[MariaDB]:
+    """One real MariaDB for the whole session, on 127.0.0.1 and a unix socket, with TLS."""
+    with mariadb(tmp_path_factory.mktemp("mariadb"), tls=True, template=mariadb_template) as db:
+        yield db

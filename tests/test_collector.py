@@ -85,7 +85,7 @@ def test_failed_sections_are_absent_not_zero() -> None:
     assert "medulla_imaging_uptime_seconds" not in names
     assert got[key("medulla_imaging_section_up", entity="Public", section="mem_info")] == 0
     assert got[key("medulla_imaging_section_up", entity="Public", section="stats")] == 1
-    assert got[key("medulla_imaging_masters_available", entity="Public")] == 0
+    assert got[key("medulla_imaging_masters_available", entity="Public", source="reply")] == 0
 
 
 def test_failed_and_unlinked_entities() -> None:

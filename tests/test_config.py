@@ -18,7 +18,9 @@ BAD = FIXTURES / "configs" / "bad"
 
 # One fixture file per configuration error, with the message it must give.
 EXPECTED = {
-    "unknown-top-key.yml": "entites: unknown key (known keys: defaults, entities)",
+    "unknown-top-key.yml": (
+        "entites: unknown key (known keys: database, defaults, discovery, entities)"
+    ),
     "unknown-entity-key.yml": "entities[0].adress: unknown key",
     "unknown-tls-key.yml": "defaults.tls_config.ca: unknown key",
     "duplicate-name.yml": "entities[1].name: duplicate entity name 'Public'",

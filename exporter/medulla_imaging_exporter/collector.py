@@ -14,7 +14,15 @@ from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.config import Entity, redact_url
-from medulla_imaging_exporter.model import EntityStatus, Reason, Reply, Section, Status
+from medulla_imaging_exporter.model import (
+    DatabaseSnapshot,
+    EntityStatus,
+    Reason,
+    Reply,
+    Section,
+    Stats,
+    Status,
+)
 
 PREFIX = "medulla_imaging"
 
@@ -65,25 +73,36 @@ _REPLY_GAUGES: list[tuple[str, str, str | None, str]] = [
     ),
     ("swap_total_bytes", "Total swap space.", "memory", "swap_total_bytes"),
     ("swap_used_bytes", "Swap space in use.", "memory", "swap_used_bytes"),
+]
+
+# The entity statistics, from the imaging database when one is configured, else from the
+# reply (which stock Medulla hard-codes to zeros); the ``source`` label says which.
+_STATS_GAUGES = [
     (
         "clients_registered",
         "Clients registered in the entity (entity statistics).",
-        "stats",
         "clients_registered",
     ),
     (
         "clients_with_rescue_image",
         "Clients of the entity that have a rescue image.",
-        "stats",
         "clients_with_rescue_image",
     ),
-    (
-        "masters_available",
-        "Masters available for deployment in the entity.",
-        "stats",
-        "masters_available",
-    ),
+    ("masters_available", "Masters available for deployment in the entity.", "masters_available"),
 ]
+SOURCE_DATABASE = "database"
+SOURCE_REPLY = "reply"
+
+
+def entity_stats(
+    entity: Entity, status: EntityStatus, database: DatabaseSnapshot | None
+) -> tuple[Stats | None, str]:
+    """The entity's statistics and their source; failed or unknown statistics are None."""
+    if database is None:
+        return (status.reply.stats if status.reply else None), SOURCE_REPLY
+    if database.stats is None or entity.uuid is None:
+        return None, SOURCE_DATABASE
+    return database.stats.get(entity.uuid), SOURCE_DATABASE
 
 
 def _read(reply: Reply, part: str | None, attribute: str) -> float | None:
@@ -100,9 +119,11 @@ _FILESYSTEM_GAUGES = [
 
 
 def entity_metrics(
-    entities: Sequence[Entity], statuses: Iterable[EntityStatus]
+    entities: Sequence[Entity],
+    statuses: Iterable[EntityStatus],
+    database: DatabaseSnapshot | None = None,
 ) -> Iterator[Metric]:
-    """Every per-entity family, for the statuses of one scrape."""
+    """Every per-entity family, for the statuses of one scrape and the database snapshot."""
     by_name = {e.name: e for e in entities}
     statuses = [s for s in statuses if s.entity in by_name]
 
@@ -138,6 +159,7 @@ def entity_metrics(
     fs_gauges = [
         (_gauge(n, d, ["entity", "device", "mountpoint"]), a) for n, d, a in _FILESYSTEM_GAUGES
     ]
+    stats_gauges = [(_gauge(n, d, ["entity", "source"]), a) for n, d, a in _STATS_GAUGES]
 
     for s in statuses:
         entity = by_name[s.entity]
@@ -147,6 +169,9 @@ def entity_metrics(
         )
         for st in Status:
             status_g.add_metric([s.entity, st.value], 1.0 if s.status is st else 0.0)
+        stats, source = entity_stats(entity, s, database)
+        for gauge, attribute in stats_gauges if stats is not None else ():
+            gauge.add_metric([s.entity, source], float(getattr(stats, attribute)))
         if s.status is Status.NOT_LINKED:
             continue
         up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
@@ -176,18 +201,25 @@ def entity_metrics(
 
     yield from (info, status_g, up, reason_g, duration, timeout, cert, section_g, boot)
     yield from (g for g, _, _ in reply_gauges)
+    yield from (g for g, _ in stats_gauges)
     yield from (g for g, _ in fs_gauges)
 
 
 class ScrapeCollector(Collector):
     """Registered in a fresh registry per request, with the statuses of that request."""
 
-    def __init__(self, entities: Sequence[Entity], statuses: Sequence[EntityStatus]) -> None:
+    def __init__(
+        self,
+        entities: Sequence[Entity],
+        statuses: Sequence[EntityStatus],
+        database: DatabaseSnapshot | None = None,
+    ) -> None:
         self.entities = entities
         self.statuses = statuses
+        self.database = database
 
     def collect(self) -> Iterable[Metric]:
-        return entity_metrics(self.entities, self.statuses)
+        return entity_metrics(self.entities, self.statuses, self.database)
 
 
 @dataclass
@@ -199,10 +231,11 @@ class ReloadState:
 
 
 class ExporterCollector(Collector):
-    """The exporter's own health: build, configuration reloads."""
+    """The exporter's own health: build, configuration reloads, the imaging database."""
 
-    def __init__(self, reload_state: ReloadState) -> None:
+    def __init__(self, reload_state: ReloadState, database: DatabaseSnapshot | None = None) -> None:
         self.reload_state = reload_state
+        self.database = database
 
     def collect(self) -> Iterable[Metric]:
         build = _gauge(
@@ -221,4 +254,22 @@ class ExporterCollector(Collector):
             [],
         )
         ts.add_metric([], self.reload_state.last_success_timestamp)
-        return [build, ok, ts]
+        return [build, ok, ts, *database_metrics(self.database)]
+
+
+def database_metrics(database: DatabaseSnapshot | None) -> list[Metric]:
+    """Whether the last refresh from the imaging database worked, present only with one."""
+    if database is None:
+        return []
+    up = _gauge(
+        "database_up", "1 if the last refresh from the imaging database worked, else 0.", []
+    )
+    up.add_metric([], 1.0 if database.up else 0.0)
+    duration = _gauge(
+        "database_query_duration_seconds",
+        "How long the last refresh from the imaging database took, failed or not.",
+        [],
+    )
+    if database.duration_seconds is not None:
+        duration.add_metric([], database.duration_seconds)
+    return [up, duration]

@@ -6,6 +6,7 @@ once, so that an administrator fixes a file in one pass.
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
 from collections.abc import Callable, Mapping
@@ -18,6 +19,12 @@ import yaml
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_REPLY_BYTES = 1 << 20
+DEFAULT_DATABASE_NAME = "imaging"
+DEFAULT_DATABASE_PORT = 3306
+DEFAULT_DB_CONNECT_TIMEOUT_SECONDS = 5.0
+DEFAULT_DB_QUERY_TIMEOUT_SECONDS = 10.0
+DEFAULT_DB_REFRESH_INTERVAL_SECONDS = 60.0
+DISCOVERY_SOURCES = ("database",)
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
@@ -53,9 +60,29 @@ class Entity:
 
 
 @dataclass(frozen=True)
+class DatabaseConfig:
+    """Medulla's ``imaging`` database: where it is and how long a refresh may take."""
+
+    user: str
+    host: str | None = None
+    port: int = DEFAULT_DATABASE_PORT
+    unix_socket: str | None = None
+    password: str | None = field(default=None, repr=False)
+    name: str = DEFAULT_DATABASE_NAME
+    connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT_SECONDS
+    query_timeout: float = DEFAULT_DB_QUERY_TIMEOUT_SECONDS
+    refresh_interval: float = DEFAULT_DB_REFRESH_INTERVAL_SECONDS
+    tls: TLSConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     entities: tuple[Entity, ...]
     source: str = "<memory>"
+    database: DatabaseConfig | None = None
+    discovery: str | None = None
+    # The ``defaults`` section as an entity without a name: the template of discovered entities.
+    defaults: Entity = field(default_factory=lambda: Entity(name=""))
 
     def entity(self, name: str) -> Entity | None:
         return next((e for e in self.entities if e.name == name), None)
@@ -169,7 +196,20 @@ def _url(value: object) -> str:
 _TLS_KEYS = {"ca_file", "cert_file", "key_file", "server_name", "insecure_skip_verify"}
 _ENTITY_KEYS = {"name", "uuid", "url", "timeout", "max_reply_bytes", "tls_config"}
 _DEFAULT_KEYS = {"timeout", "max_reply_bytes", "tls_config"}
-_TOP_KEYS = {"defaults", "entities"}
+_TOP_KEYS = {"defaults", "entities", "database", "discovery"}
+_DATABASE_KEYS = {
+    "host",
+    "port",
+    "unix_socket",
+    "user",
+    "password_file",
+    "password_env",
+    "name",
+    "connect_timeout",
+    "query_timeout",
+    "refresh_interval",
+    "tls_config",
+}
 
 
 def _tls(reader: _Reader, raw: Mapping[str, Any], where: str, base: TLSConfig) -> TLSConfig:
@@ -236,6 +276,77 @@ def _settings(reader: _Reader, raw: Mapping[str, Any], where: str, base: Entity)
     return {k: v for k, v in out.items() if v is not None}
 
 
+def _port(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"expected a TCP port from 1 to 65535, got {value!r}")
+    return value
+
+
+def _environment_password(value: object) -> str:
+    name = _string(value)
+    password = os.environ.get(name)
+    if password is None:
+        raise ValueError(f"the environment variable {name} is not set")
+    return password
+
+
+def _file_password(reader: _Reader) -> Callable[[object], str]:
+    def read(value: object) -> str:
+        path = reader.path(value)
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"cannot read {path}: {err}") from None
+
+    return read
+
+
+def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
+    """The ``database`` block; the password comes from a file or the environment, never inline."""
+    where = "database"
+    before = len(reader.problems)
+    raw = reader.mapping(value, where, _DATABASE_KEYS)
+    if value is not None and not isinstance(value, Mapping):
+        return None
+    out: dict[str, Any] = {}
+    for key, convert in (
+        ("host", _string),
+        ("unix_socket", _string),
+        ("user", _string),
+        ("name", _string),
+        ("port", _port),
+        ("connect_timeout", parse_duration),
+        ("query_timeout", parse_duration),
+        ("refresh_interval", parse_duration),
+        ("password_env", _environment_password),
+        ("password_file", _file_password(reader)),
+    ):
+        if key in raw:
+            out[key] = reader.field(_join(where, key), convert, raw[key])
+    if ("host" in raw) == ("unix_socket" in raw):
+        reader.problems.append(f"{where}: give exactly one of host and unix_socket")
+    if "user" not in raw:
+        reader.problems.append(f"{where}.user: missing (the read-only user of docs/database.md)")
+    if "password_env" in raw and "password_file" in raw:
+        reader.problems.append(f"{where}: give password_file or password_env, not both")
+    if "port" in raw and "unix_socket" in raw:
+        reader.problems.append(f"{where}.port: not used with unix_socket")
+    if "tls_config" in raw:
+        tls_where = _join(where, "tls_config")
+        tls_raw = reader.mapping(raw["tls_config"], tls_where, _TLS_KEYS)
+        if "server_name" in tls_raw:
+            reader.problems.append(
+                f"{tls_where}.server_name: not supported for the database; "
+                "use the host name of the certificate as host"
+            )
+        out["tls"] = _tls(reader, tls_raw, tls_where, TLSConfig())
+    if len(reader.problems) > before:
+        return None
+    from_env, from_file = out.pop("password_env", None), out.pop("password_file", None)
+    out["password"] = from_env if from_env is not None else from_file
+    return DatabaseConfig(**out)
+
+
 def parse_config(data: object, source: str = "<memory>", base_dir: Path | None = None) -> Config:
     """Validate an already-decoded YAML document."""
     reader = _Reader(base_dir or Path.cwd())
@@ -272,9 +383,21 @@ def parse_config(data: object, source: str = "<memory>", base_dir: Path | None =
         settings = _settings(reader, raw, where, template)
         if name is not None:
             entities.append(Entity(name=name, uuid=uuid, url=url, **settings))
+    database = _database(reader, top["database"]) if "database" in top else None
+    discovery = top.get("discovery")
+    if discovery is not None and discovery not in DISCOVERY_SOURCES:
+        reader.problems.append(f"discovery: expected one of {DISCOVERY_SOURCES}, got {discovery!r}")
+    elif discovery == "database" and "database" not in top:
+        reader.problems.append("discovery: 'database' needs a database block")
     if reader.problems:
         raise ConfigError(source, reader.problems)
-    return Config(entities=tuple(entities), source=source)
+    return Config(
+        entities=tuple(entities),
+        source=source,
+        database=database,
+        discovery=discovery,
+        defaults=template,
+    )
 
 
 def read_yaml(path: Path) -> object:

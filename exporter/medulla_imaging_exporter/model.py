@@ -119,3 +119,25 @@ class EntityStatus:
     reply: Reply | None = None
     cert_not_after: float | None = None
     timeout_seconds: float | None = None  # the deadline the probe ran under
+
+
+@dataclass(frozen=True)
+class DiscoveredEntity:
+    """An entity of Medulla's imaging database and the URL of its associated server, if any."""
+
+    name: str
+    uuid: str
+    url: str | None
+
+
+@dataclass(frozen=True)
+class DatabaseSnapshot:
+    """The last refresh from the imaging database: every scrape reads it, none waits for it."""
+
+    up: bool = False
+    duration_seconds: float | None = None
+    # By entity uuid; None unless the last refresh succeeded (absent, never zeros).
+    stats: Mapping[str, Stats] | None = None
+    # The last good entity list, kept when a refresh fails; None until one succeeded.
+    entities: tuple[DiscoveredEntity, ...] | None = None
+    error: str = ""

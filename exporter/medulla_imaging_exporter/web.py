@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Sequence
+from dataclasses import replace
 
 from aiohttp import web
 from prometheus_client import (
@@ -18,10 +19,10 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
-from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector
+from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector, entity_stats
 from medulla_imaging_exporter.config import ConfigError, Entity
 from medulla_imaging_exporter.history import ProbeRecord
-from medulla_imaging_exporter.model import EntityStatus
+from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
 from medulla_imaging_exporter.pages import IndexView, render_debug, render_index
 from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.runtime import Runtime
@@ -78,8 +79,8 @@ async def metrics(request: web.Request) -> web.Response:
     return _exposition(
         request,
         [
-            ScrapeCollector(entities, statuses),
-            ExporterCollector(runtime.reload_state),
+            ScrapeCollector(entities, statuses, runtime.database_snapshot),
+            ExporterCollector(runtime.reload_state, runtime.database_snapshot),
             *_PROCESS_COLLECTORS,
         ],
     )
@@ -97,13 +98,19 @@ async def probe(request: web.Request) -> web.Response:
     statuses = await _scrape(request, [entity])
     if request.query.get("debug") == "true":
         record = runtime.prober.history.of_status(statuses[0])
-        return _debug(entity, statuses[0], record)
-    return _exposition(request, [ScrapeCollector([entity], statuses)])
+        return _debug(entity, statuses[0], record, runtime.database_snapshot)
+    return _exposition(request, [ScrapeCollector([entity], statuses, runtime.database_snapshot)])
 
 
-def _debug(entity: Entity, status: EntityStatus, record: ProbeRecord | None) -> web.Response:
+def _debug(
+    entity: Entity,
+    status: EntityStatus,
+    record: ProbeRecord | None,
+    database: DatabaseSnapshot | None,
+) -> web.Response:
     """Blackbox-style ``debug=true``: what the probe did and what it would export."""
-    exposition = generate_latest(_registry([ScrapeCollector([entity], [status])])).decode()
+    collector = ScrapeCollector([entity], [status], database)
+    exposition = generate_latest(_registry([collector])).decode()
     return web.Response(
         text=render_debug(entity, status, record, exposition), headers=_PAGE_HEADERS
     )
@@ -117,10 +124,11 @@ async def logs(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text="expected ?id=N, a probe number from the status page\n"
         ) from None
-    record = request.app[RUNTIME].prober.history.get(record_id)
+    runtime = request.app[RUNTIME]
+    record = runtime.prober.history.get(record_id)
     if record is None:
         raise web.HTTPNotFound(text=f"probe #{record_id} is not kept in the history\n")
-    return _debug(record.entity, record.status, record)
+    return _debug(record.entity, record.status, record, runtime.database_snapshot)
 
 
 async def _page_statuses(prober: Prober, entities: Sequence[Entity]) -> list[EntityStatus]:
@@ -149,6 +157,16 @@ async def service_discovery(request: web.Request) -> web.Response:
     return web.json_response(groups)
 
 
+def _with_live_stats(
+    entity: Entity, status: EntityStatus, database: DatabaseSnapshot | None
+) -> EntityStatus:
+    """The page shows the statistics that the metrics export: the database's if configured."""
+    if database is None or status.reply is None:
+        return status
+    stats, _ = entity_stats(entity, status, database)
+    return replace(status, reply=replace(status.reply, stats=stats))
+
+
 async def index(request: web.Request) -> web.Response:
     """The status page: every entity as Medulla's page shows one, and the recent probes."""
     runtime = request.app[RUNTIME]
@@ -157,7 +175,10 @@ async def index(request: web.Request) -> web.Response:
     selected = request.query.get("entity") or None
     entities = runtime.config.entities
     shown = [e for e in entities if selected in (None, e.name)]
-    statuses = await _page_statuses(runtime.prober, shown)
+    statuses = [
+        _with_live_stats(e, s, runtime.database_snapshot)
+        for e, s in zip(shown, await _page_statuses(runtime.prober, shown), strict=True)
+    ]
     view = IndexView(
         lang=lang,
         lang_forced=lang_query == lang,
