@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,7 @@ async def serving(runtime: Runtime, web_config: WebConfig | None = None) -> Asyn
 
 
 @contextlib.contextmanager
-def prometheus(workdir: Path, config: dict[str, object]) -> Iterator[str]:
+def prometheus(workdir: Path, config: Mapping[str, object], *extra: str) -> Iterator[str]:
     """Debian's real Prometheus on 127.0.0.1 with this configuration; yields its base URL."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = workdir / "prometheus.yml"
@@ -140,6 +140,7 @@ def prometheus(workdir: Path, config: dict[str, object]) -> Iterator[str]:
         f"--config.file={config_file}",
         f"--web.listen-address=127.0.0.1:{port}",
         f"--storage.tsdb.path={workdir / 'data'}",
+        *extra,
     ]
     with process(args, workdir / "prometheus.log") as proc:
         base = f"http://127.0.0.1:{port}"

@@ -38,6 +38,7 @@ from tests.alerting import (
     shortened_rules,
 )
 from tests.helpers import free_port, process, serving, wait_http
+from tests.helpers import prometheus as prometheus_server
 
 T = TypeVar("T")
 
@@ -221,18 +222,9 @@ def prometheus(tmp_path: Path, exporter: str, alertmanager_url: str) -> Iterator
             }
         ],
     }
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    args = [
-        "prometheus",
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--rules.alert.resend-delay=1s",
-    ]
-    with process(args, tmp_path / "prometheus.log") as proc:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/-/ready", process=proc)
+    with prometheus_server(
+        tmp_path / "prometheus", config, "--rules.alert.resend-delay=1s"
+    ) as base:
         yield base
 
 

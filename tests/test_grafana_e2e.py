@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from tests.grafana_helpers import (
     Json,
@@ -30,7 +29,8 @@ from tests.grafana_helpers import (
     targets,
     variable,
 )
-from tests.helpers import demo_exporter, free_port, process, wait_http
+from tests.helpers import demo_exporter
+from tests.helpers import prometheus as prometheus_server
 
 JOB = "medulla-imaging"
 ENTITIES = ("Siveo Medulla", "Public", "Private", "General")
@@ -199,17 +199,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                 }
             ],
         }
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        port = free_port()
-        args = [
-            "prometheus",
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ]
-        with process(args, tmp / "prometheus.log") as proc:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(f"{url}/-/ready", process=proc)
+        with prometheus_server(tmp / "prometheus", config) as url:
             first = first_good_scrape(url, time.monotonic() + 30)
             # The oldest window starts one step after the first good scrape.
             at = first + STEP_SECONDS + RANGE_SECONDS
