@@ -236,6 +236,8 @@ class SimulatedServer:
             await self._serve(reader, writer)
         except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError):
             pass  # the client went away or spoke nonsense: as Twisted, drop the connection
+        except asyncio.CancelledError:
+            pass  # the loop is ending mid-reply (a dribble); asyncio 3.11 logs a cancelled handler
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
