@@ -17,11 +17,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from medulla_imaging_exporter.config import ConfigError, load_config
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA
-from tests.helpers import FIXTURES, cli_process, metric_samples, sample, simulators
+from tests.helpers import (
+    FIXTURES,
+    cli_process,
+    metric_samples,
+    sample,
+    simulators,
+    write_config,
+)
 
 PASSWORD = "s3cret"
 SECRETS_DIR = FIXTURES / "configs" / "secrets"
@@ -59,17 +65,6 @@ def secrets(key_file: Path) -> list[str]:
     ]
 
 
-def write_config(path: Path, urls: dict[str, str], ca_file: Path, cert: Path, key: Path) -> None:
-    entities = [{"name": name, "url": url} for name, url in urls.items()]
-    entities.append(
-        {"name": "Unreachable", "url": f"https://admin:{PASSWORD}@unreachable.invalid:9990/x"}
-    )
-    tls = {"ca_file": str(ca_file), "cert_file": str(cert), "key_file": str(key)}
-    path.write_text(
-        yaml.safe_dump({"defaults": {"timeout": "2s", "tls_config": tls}, "entities": entities})
-    )
-
-
 @pytest.mark.parametrize("log_format", ["logfmt", "json"])
 def test_no_secret_in_pages_logs_or_reload_errors(
     log_format: str, local_ca: LocalCA, ca_file: Path, tmp_path: Path
@@ -82,7 +77,12 @@ def test_no_secret_in_pages_logs_or_reload_errors(
             name: server.url.replace("https://", f"https://user:{PASSWORD}@")
             for (name, _), server in zip(ENTITIES, servers, strict=True)
         }
-        write_config(config, urls, ca_file, cert, key)
+        entities: list[dict[str, object]] = [{"name": n, "url": u} for n, u in urls.items()]
+        entities.append(
+            {"name": "Unreachable", "url": f"https://admin:{PASSWORD}@nowhere.invalid/"}
+        )
+        tls = {"ca_file": str(ca_file), "cert_file": str(cert), "key_file": str(key)}
+        write_config(config, entities, timeout="2s", tls_config=tls)
         args: list[str | Path] = [
             "--config.file",
             config,
