@@ -20,6 +20,7 @@ from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA
 from tests.conftest import MakeServer
 from tests.helpers import (
+    FAILING,
     cli_process,
     metric_samples,
     open_fds,
@@ -29,20 +30,6 @@ from tests.helpers import (
     simulators,
     write_config,
 )
-
-# Servers failing in every way that is quick to fail, plus two that need their timeout.
-FAILING = [
-    Behaviour.REFUSE,
-    Behaviour.UNTRUSTED,
-    Behaviour.RESET,
-    Behaviour.TRUNCATED,
-    Behaviour.DROP,
-    Behaviour.HTTP_500,
-    Behaviour.GARBAGE,
-    Behaviour.FAULT,
-    Behaviour.STALL_TLS,
-    Behaviour.STALL_REPLY,
-]
 
 
 async def test_50_concurrent_scrapes_make_one_request_per_server(
