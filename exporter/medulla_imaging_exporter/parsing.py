@@ -106,6 +106,7 @@ def _lines(value: object, section: str) -> list[str]:
 
 
 def _show(value: object) -> str:
+    """A value of the reply for an error message, short whatever its size or depth."""
     return _REPR.repr(value)
 
 
