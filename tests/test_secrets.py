@@ -52,6 +52,8 @@ PAGES = [
     *(f"/probe?entity={name}" for name, _ in ENTITIES),
     *(f"/probe?entity={name}&debug=true" for name, _ in ENTITIES),
     "/probe?entity=Unreachable&debug=true",
+    *(f"/?entity={name}" for name, _ in ENTITIES),
+    *(f"/logs?id={n}" for n in range(40)),  # the probes kept in the history
 ]
 
 
@@ -92,11 +94,13 @@ def test_no_secret_in_pages_logs_or_reload_errors(
             log_format,
         ]
         texts: dict[str, str] = {}
+        codes: dict[str, int] = {}
         with cli_process(tmp_path, *args) as (proc, base), httpx.Client(base_url=base) as http:
             for page in PAGES:
                 response = http.get(page, timeout=30)
                 assert response.status_code < 500, page
                 texts[page] = response.text
+                codes[page] = response.status_code
             # A reload that fails on a bad URL holding the password, by HTTP and by SIGHUP.
             good = config.read_text()
             config.write_text((SECRETS_DIR / "slash-in-password.yml").read_text())
@@ -113,6 +117,8 @@ def test_no_secret_in_pages_logs_or_reload_errors(
 
     assert sample(samples, "medulla_imaging_server_up", entity="Public") == 1
     assert "probe failed" in log and "reload failed" in log  # the scan covers failures
+    assert "http_500" in texts["/probe?entity=Broken&debug=true"]
+    assert 200 in {codes[f"/logs?id={n}"] for n in range(40)}
     for where, text in texts.items():
         for secret in secrets(key):
             assert secret not in text, f"{secret!r} in {where}"
