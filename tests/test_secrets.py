@@ -1,9 +1,10 @@
 """Passwords and keys never leave the configuration: not in metrics, pages, logs or errors.
 
 The real CLI runs with debug logging in both formats against servers reached with
-credentials in their URLs and a client key; every page it serves (including the
-status page and debug view, whenever they exist), its log, its reload errors and
-its configuration errors are scanned for the secrets.
+credentials in their URLs and a client key, once serving HTTPS with basic auth
+(--web.config.file); every page it serves (the status page, the debug views, the
+probes in the history), its log, its reload errors and its configuration errors are
+scanned for the secrets.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import bcrypt
 import httpx
 import pytest
+import yaml
 
 from medulla_imaging_exporter.config import ConfigError, load_config
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA
@@ -30,6 +35,7 @@ from tests.helpers import (
 )
 
 PASSWORD = "s3cret"
+WRONG = "wr0ng-passw0rd"
 SECRETS_DIR = FIXTURES / "configs" / "secrets"
 # (entity, behaviour of its server): one that answers, and one per kind of failure.
 ENTITIES = [
@@ -57,22 +63,56 @@ PAGES = [
 ]
 
 
-def secrets(key_file: Path) -> list[str]:
-    """The password, as typed and as sent in a Basic header, and the body of the key."""
-    key_lines = [line for line in key_file.read_text().splitlines() if "-----" not in line]
+def key_body(key_file: Path) -> list[str]:
     return [
-        PASSWORD,
-        base64.b64encode(f"user:{PASSWORD}".encode()).decode(),
-        *(line for line in key_lines if len(line) > 16),
+        line for line in key_file.read_text().splitlines() if len(line) > 16 and "--" not in line
     ]
 
 
-@pytest.mark.parametrize("log_format", ["logfmt", "json"])
+def basic(user: str, password: str) -> str:
+    """The credentials as an Authorization: Basic header carries them."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def secure_exporter(local_ca: LocalCA, tmp_path: Path) -> tuple[Path, list[str]]:
+    """A --web.config.file with HTTPS and a bcrypt user, and the secrets it holds."""
+    issued = local_ca.ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "exporter.crt", tmp_path / "exporter.key"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    web_config = tmp_path / "web-config.yml"
+    web_config.write_text(
+        yaml.safe_dump(
+            {
+                "tls_server_config": {"cert_file": str(cert), "key_file": str(key)},
+                "basic_auth_users": {"prometheus": hashed},
+                "health_checks_without_auth": True,
+            }
+        )
+    )
+    return web_config, [hashed, basic("prometheus", PASSWORD), WRONG, *key_body(key)]
+
+
+@pytest.mark.parametrize(("log_format", "secured"), [("logfmt", False), ("json", True)])
 def test_no_secret_in_pages_logs_or_reload_errors(
-    log_format: str, local_ca: LocalCA, ca_file: Path, tmp_path: Path
+    log_format: str, secured: bool, local_ca: LocalCA, ca_file: Path, tmp_path: Path
 ) -> None:
+    """Secured: the exporter also serves HTTPS with basic auth, whose secrets are scanned too."""
     cert, key = local_ca.write_client_cert(tmp_path)
+    secrets = [PASSWORD, basic("user", PASSWORD), *key_body(key)]
     config = tmp_path / "config.yml"
+    args: list[str | Path] = ["--config.file", config, "--log.level", "debug"]
+    args += ["--log.format", log_format]
+    client: dict[str, Any] = {}
+    scheme = "http"
+    if secured:
+        web_config, more = secure_exporter(local_ca, tmp_path)
+        secrets += more
+        args += ["--web.config.file", web_config]
+        verify = ssl.create_default_context(cafile=str(ca_file))
+        client = {"auth": ("prometheus", PASSWORD), "verify": verify}
+        scheme = "https"
     behaviours = [b for _, b in ENTITIES]
     with simulators(local_ca, *behaviours, client_auth=True) as servers:
         urls = {
@@ -85,22 +125,24 @@ def test_no_secret_in_pages_logs_or_reload_errors(
         )
         tls = {"ca_file": str(ca_file), "cert_file": str(cert), "key_file": str(key)}
         write_config(config, entities, timeout="2s", tls_config=tls)
-        args: list[str | Path] = [
-            "--config.file",
-            config,
-            "--log.level",
-            "debug",
-            "--log.format",
-            log_format,
-        ]
         texts: dict[str, str] = {}
         codes: dict[str, int] = {}
-        with cli_process(tmp_path, *args) as (proc, base), httpx.Client(base_url=base) as http:
+        with (
+            cli_process(tmp_path, *args, scheme=scheme, verify=client.get("verify", True)) as (
+                proc,
+                base,
+            ),
+            httpx.Client(base_url=base, timeout=30, **client) as http,
+        ):
             for page in PAGES:
-                response = http.get(page, timeout=30)
+                response = http.get(page)
                 assert response.status_code < 500, page
                 texts[page] = response.text
                 codes[page] = response.status_code
+            if secured:  # a wrong password is refused and never written down
+                refused = http.get("/metrics", auth=("prometheus", WRONG))
+                assert refused.status_code == 401
+                texts["refused"] = refused.text
             # A reload that fails on a bad URL holding the password, by HTTP and by SIGHUP.
             good = config.read_text()
             config.write_text((SECRETS_DIR / "slash-in-password.yml").read_text())
@@ -110,7 +152,7 @@ def test_no_secret_in_pages_logs_or_reload_errors(
             os.kill(proc.pid, signal.SIGHUP)
             config.write_text(good)
             assert http.post("/-/reload").status_code == 200
-            samples = metric_samples(http.get("/metrics", timeout=30).text)
+            samples = metric_samples(http.get("/metrics").text)
         assert servers[0].requests > 0  # the credentials and client key were really used
     log = (tmp_path / "exporter.log").read_text()
     texts["log"] = log
@@ -120,7 +162,7 @@ def test_no_secret_in_pages_logs_or_reload_errors(
     assert "http_500" in texts["/probe?entity=Broken&debug=true"]
     assert 200 in {codes[f"/logs?id={n}"] for n in range(40)}
     for where, text in texts.items():
-        for secret in secrets(key):
+        for secret in secrets:
             assert secret not in text, f"{secret!r} in {where}"
 
 

@@ -62,6 +62,8 @@ def forged_queries(port: int, config_file: Path) -> list[tuple[str, str]]:
         f"/metrics?entity={t}",
         f"/?target={t}",
         f"/?lang=fr&entity={t}",
+        f"/sd?target={t}",
+        f"/logs?id=1&target={t}",
         f"/{t}",
         f"/probe/{hostport}",
     ]
