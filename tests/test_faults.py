@@ -21,8 +21,6 @@ from medulla_imaging_exporter.simulator import PUBLIC_UPTIME, Behaviour, RawRepl
 from tests.conftest import MakeServer
 from tests.helpers import fixture_bytes, metric_samples, sample, serving
 
-ALL_SECTIONS = frozenset(Section)
-
 
 @dataclass(frozen=True)
 class Case:
@@ -35,12 +33,13 @@ class Case:
     entity: dict[str, object] = field(default_factory=dict)
 
 
-def _raw(name: str, **kw: object) -> Case:
-    return Case(Behaviour.RAW, reply=name, **kw)  # type: ignore[arg-type]
+def _malformed(reply: str, content_type: str = "text/xml") -> Case:
+    return Case(Behaviour.RAW, reason=Reason.MALFORMED, reply=reply, content_type=content_type)
 
 
-def _sections(*sections: Section) -> dict[str, object]:
-    return {"status": Status.AVAILABLE, "failed": frozenset(sections)}
+def _available(reply: str, *failed: Section) -> Case:
+    """A reply that is read, with these sections failed and the others kept."""
+    return Case(Behaviour.RAW, status=Status.AVAILABLE, failed=frozenset(failed), reply=reply)
 
 
 CASES: dict[str, Case] = {
@@ -54,29 +53,23 @@ CASES: dict[str, Case] = {
     ),
     "chunked body within the cap": Case(Behaviour.CHUNKED, status=Status.AVAILABLE),
     "truncated body": Case(Behaviour.TRUNCATED, reason=Reason.RESET),
-    "wrong content type": _raw(
-        "public-procps-ng.xml", content_type="text/html", reason=Reason.MALFORMED
+    "wrong content type": _malformed("public-procps-ng.xml", content_type="text/html"),
+    "entity expansion bomb": _malformed("xml-bomb.xml"),
+    "external entity": _malformed("external-entity.xml"),
+    "invalid UTF-8": _malformed("invalid-utf8.xml"),
+    "not a struct": _malformed("not-a-struct.xml"),
+    "deep nesting": _available("deep-nesting.xml", Section.SPACE_AVAILABLE),
+    "every field of the wrong type": _available("wrong-types.xml", *Section),
+    "negative values": _available(
+        "negative-values.xml", Section.UPTIME, Section.SPACE_AVAILABLE, Section.STATS
     ),
-    "entity expansion bomb": _raw("xml-bomb.xml", reason=Reason.MALFORMED),
-    "external entity": _raw("external-entity.xml", reason=Reason.MALFORMED),
-    "invalid UTF-8": _raw("invalid-utf8.xml", reason=Reason.MALFORMED),
-    "not a struct": _raw("not-a-struct.xml", reason=Reason.MALFORMED),
-    "deep nesting": _raw("deep-nesting.xml", **_sections(Section.SPACE_AVAILABLE)),
-    "every field of the wrong type": _raw("wrong-types.xml", **_sections(*ALL_SECTIONS)),
-    "negative values": _raw(
-        "negative-values.xml",
-        **_sections(Section.UPTIME, Section.SPACE_AVAILABLE, Section.STATS),
+    "huge values": _available("huge-values.xml", Section.MEM_INFO, Section.UPTIME, Section.STATS),
+    "non-numeric values and uptime": _available(
+        "non-numeric-values.xml", Section.UPTIME, Section.SPACE_AVAILABLE, Section.STATS
     ),
-    "huge values": _raw(
-        "huge-values.xml", **_sections(Section.MEM_INFO, Section.UPTIME, Section.STATS)
-    ),
-    "non-numeric values and uptime": _raw(
-        "non-numeric-values.xml",
-        **_sections(Section.UPTIME, Section.SPACE_AVAILABLE, Section.STATS),
-    ),
-    "df and free with garbage lines": _raw("garbage-lines.xml", **_sections()),
-    "df and free with unknown headers": _raw(
-        "unknown-headers.xml", **_sections(Section.DISK_INFO, Section.MEM_INFO)
+    "df and free with garbage lines": _available("garbage-lines.xml"),
+    "df and free with unknown headers": _available(
+        "unknown-headers.xml", Section.DISK_INFO, Section.MEM_INFO
     ),
 }
 
@@ -102,6 +95,7 @@ async def test_one_bad_server_among_good_ones(
         # The exporter keeps serving after the bad probe.
         assert (await client.get("/-/healthy")).status_code == 200
         assert (await client.get("/metrics")).status_code == 200
+    await runtime.aclose()
 
     assert sample(samples, "medulla_imaging_server_up", entity="Good") == 1
     assert sample(samples, "medulla_imaging_uptime_seconds", entity="Good") == float(
@@ -122,7 +116,6 @@ async def test_one_bad_server_among_good_ones(
         }
         assert failed == case.failed
     assert [r.getMessage() for r in caplog.records] == []
-    await runtime.aclose()
 
 
 async def test_garbage_lines_keep_the_values(
