@@ -231,9 +231,16 @@ def sample(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
-def write_config(path: Path, entities: Sequence[Mapping[str, object]], **defaults: object) -> Path:
-    """A configuration file, replaced atomically so that a concurrent reload never reads half."""
-    document = {"defaults": defaults, "entities": [dict(e) for e in entities]}
+def write_config(
+    path: Path,
+    entities: Sequence[Mapping[str, object]],
+    top: Mapping[str, object] | None = None,
+    **defaults: object,
+) -> Path:
+    """A configuration file, replaced atomically so that a concurrent reload never reads half.
+
+    ``top`` adds top-level sections (``database``, ...); the keywords are the defaults."""
+    document = {**(top or {}), "defaults": defaults, "entities": [dict(e) for e in entities]}
     partial = path.with_name(path.name + ".partial")
     partial.write_text(yaml.safe_dump(document, sort_keys=False))
     os.replace(partial, path)

@@ -28,6 +28,7 @@ from medulla_imaging_exporter.simulator import Behaviour, LocalCA
 from tests.helpers import (
     FIXTURES,
     cli_process,
+    free_port,
     metric_samples,
     sample,
     simulators,
@@ -36,6 +37,7 @@ from tests.helpers import (
 
 PASSWORD = "s3cret"
 WRONG = "wr0ng-passw0rd"
+DB_PASSWORD = "d4tabase-pa55"  # read from the environment, for a database that refuses
 SECRETS_DIR = FIXTURES / "configs" / "secrets"
 # (entity, behaviour of its server): one that answers, and one per kind of failure.
 ENTITIES = [
@@ -96,11 +98,24 @@ def secure_exporter(local_ca: LocalCA, tmp_path: Path) -> tuple[Path, list[str]]
 
 @pytest.mark.parametrize(("log_format", "secured"), [("logfmt", False), ("json", True)])
 def test_no_secret_in_pages_logs_or_reload_errors(
-    log_format: str, secured: bool, local_ca: LocalCA, ca_file: Path, tmp_path: Path
+    log_format: str,
+    secured: bool,
+    local_ca: LocalCA,
+    ca_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Secured: the exporter also serves HTTPS with basic auth, whose secrets are scanned too."""
     cert, key = local_ca.write_client_cert(tmp_path)
-    secrets = [PASSWORD, basic("user", PASSWORD), *key_body(key)]
+    secrets = [PASSWORD, basic("user", PASSWORD), DB_PASSWORD, *key_body(key)]
+    monkeypatch.setenv("MEDULLA_DB_PASSWORD", DB_PASSWORD)
+    database = {
+        "host": "127.0.0.1",
+        "port": free_port(),  # nothing listens: every refresh fails and is logged
+        "user": "exporter",
+        "password_env": "MEDULLA_DB_PASSWORD",
+        "connect_timeout": "1s",
+    }
     config = tmp_path / "config.yml"
     args: list[str | Path] = ["--config.file", config, "--log.level", "debug"]
     args += ["--log.format", log_format]
@@ -124,7 +139,7 @@ def test_no_secret_in_pages_logs_or_reload_errors(
             {"name": "Unreachable", "url": f"https://admin:{PASSWORD}@nowhere.invalid/"}
         )
         tls = {"ca_file": str(ca_file), "cert_file": str(cert), "key_file": str(key)}
-        write_config(config, entities, timeout="2s", tls_config=tls)
+        write_config(config, entities, {"database": database}, timeout="2s", tls_config=tls)
         texts: dict[str, str] = {}
         codes: dict[str, int] = {}
         with (
@@ -159,6 +174,7 @@ def test_no_secret_in_pages_logs_or_reload_errors(
 
     assert sample(samples, "medulla_imaging_server_up", entity="Public") == 1
     assert "probe failed" in log and "reload failed" in log  # the scan covers failures
+    assert "imaging database refresh failed" in log
     assert "http_500" in texts["/probe?entity=Broken&debug=true"]
     assert 200 in {codes[f"/logs?id={n}"] for n in range(40)}
     for where, text in texts.items():
