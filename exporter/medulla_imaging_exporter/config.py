@@ -26,6 +26,7 @@ DEFAULT_DB_QUERY_TIMEOUT_SECONDS = 10.0
 DEFAULT_DB_REFRESH_INTERVAL_SECONDS = 60.0
 DISCOVERY_SOURCES = ("database",)
 
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:(?://)?)?.*@")
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
 T = TypeVar("T")
@@ -105,8 +106,15 @@ def parse_duration(value: object) -> float:
 
 
 def redact_url(url: str) -> str:
-    """The URL without user and password, for labels, pages and logs."""
-    parts = urlsplit(url)
+    """The URL without user and password, for labels, pages, logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parts = None
+    if parts is None or (parts.username is None and "@" in url):
+        # A password holding '/', '?' or '#' ends the host early: cut up to the last '@'.
+        return _USERINFO.sub(r"\1", url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
@@ -181,9 +189,12 @@ def _url(value: object) -> str:
         raise ValueError(f"expected a URL such as https://host:9990/imaging_api, got {value!r}")
     try:
         parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as err:
         raise ValueError(f"bad URL {redact_url(value)!r}: {err}") from None
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:  # its message quotes the port, which may be part of a password
+        raise ValueError(f"bad URL {redact_url(value)!r}: bad port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(
             f"expected an http:// or https:// URL with a host, got {redact_url(value)!r}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 import xmlrpc.client
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -57,6 +58,10 @@ PSEUDO_DEVICES = frozenset(
 _DF_ROW = re.compile(r"^(?P<numbers>\s*\d+\s+\d+\s+\d+\s+(?:\d+%|-))\s(?P<mount>.*)$")
 _NUMBER = re.compile(r"^\d+$")
 
+# Bounded in length and depth: a plain repr of a reply nested thousands deep would recurse.
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 100
+
 
 class ParseError(ValueError):
     """A reply, or one section of it, that does not have the expected shape."""
@@ -100,12 +105,25 @@ def _lines(value: object, section: str) -> list[str]:
     return [line for line in value if line.strip()]
 
 
+def _show(value: object) -> str:
+    """A value of the reply for an error message, short whatever its size or depth."""
+    return _REPR.repr(value)
+
+
+def _int(digits: str) -> int:
+    """``int()`` of a run of digits, which Python refuses beyond 4300 digits."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise ParseError(f"number too long: {len(digits)} digits") from None
+
+
 def _count(value: object, what: str) -> int:
     """A non-negative integer, accepting the numeric strings Medulla's agent sends."""
     if isinstance(value, str) and _NUMBER.match(value.strip()):
-        value = int(value.strip())
+        value = _int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ParseError(f"{what}: expected a non-negative integer, got {value!r}")
+        raise ParseError(f"{what}: expected a non-negative integer, got {_show(value)}")
     return value
 
 
@@ -137,7 +155,7 @@ def parse_df(value: object) -> tuple[Filesystem, ...]:
                 continue
             rest = m
         pending_device = None
-        size, used, avail = (int(n) for n in rest["numbers"].split()[:3])
+        size, used, avail = (_int(n) for n in rest["numbers"].split()[:3])
         mount = rest["mount"].strip()
         if device in PSEUDO_DEVICES or size == 0 or not mount.startswith("/"):
             continue
@@ -164,7 +182,7 @@ def parse_free(value: object) -> Memory:
         label, _, numbers = line.partition(":")
         fields = numbers.split()
         if label.strip() and fields and all(_NUMBER.match(f) for f in fields):
-            rows[label.strip()] = [int(f) for f in fields]
+            rows[label.strip()] = [_int(f) for f in fields]
     mem = rows.get("Mem")
     if mem is None:
         raise ParseError("no Mem: line in free output")
@@ -204,7 +222,7 @@ def parse_uptime(value: object) -> float:
     if value == -1:
         raise ParseError("the server reported that uptime failed (-1)")
     if not isinstance(value, str) or not value.split():
-        raise ParseError(f"expected the text of /proc/uptime, got {value!r}"[:120])
+        raise ParseError(f"expected the text of /proc/uptime, got {_show(value)}"[:120])
     try:
         seconds = float(value.split()[0])
     except ValueError:
@@ -217,7 +235,7 @@ def parse_uptime(value: object) -> float:
 def parse_space_available(value: object) -> MastersStorage:
     """``[used percent, available MiB]`` of the partition holding the masters."""
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ParseError(f"expected [used percent, available MiB], got {value!r}"[:120])
+        raise ParseError(f"expected [used percent, available MiB], got {_show(value)}"[:120])
     if list(value) == [-1, -1]:
         raise ParseError("the server reported that df -m failed ([-1, -1])")
     percent = _count(value[0], "used percent")
@@ -254,7 +272,8 @@ def parse_reply(value: object) -> Reply:
     if not isinstance(value, Mapping):
         raise ParseError(f"expected a struct, got {type(value).__name__}")
     if "faultCode" in value:
-        code = str(value.get("faultCode"))
+        code = value.get("faultCode")
+        code = code if isinstance(code, str) else _show(code)
         raise FaultReply(f"fault struct: {code.strip()}"[:200])
     fields: dict[str, Any] = {}
     errors: dict[Section, str] = {}

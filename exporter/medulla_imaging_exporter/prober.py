@@ -35,6 +35,13 @@ class _Flight:
         self.t0 = t0
 
 
+async def _close_after(client: ImagingClient, flight: asyncio.Task[EntityStatus] | None) -> None:
+    """Close a dropped client once the probe under way on it is over: a reload loses no scrape."""
+    if flight is not None:
+        await asyncio.wait([flight])
+    await client.aclose()
+
+
 class Prober:
     def __init__(self, history: History | None = None) -> None:
         self.history = history or History()
@@ -49,7 +56,10 @@ class Prober:
         for entity in list(self._clients):
             if entity not in wanted:
                 client = self._clients.pop(entity)
-                task = asyncio.get_running_loop().create_task(client.aclose())
+                flight = self._flights.get(entity)
+                task = asyncio.get_running_loop().create_task(
+                    _close_after(client, flight.task if flight else None)
+                )
                 self._closing.add(task)
                 task.add_done_callback(self._closing.discard)
         names = {e.name for e in entities}

@@ -10,7 +10,9 @@ exporter must classify. HTTP is parsed by h11, never by hand.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 import xmlrpc.client
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +58,20 @@ class Behaviour(StrEnum):
     FAULT = "fault"  # an exception in the method: a fault struct in a 200 reply
     FAULT_8002 = "fault_8002"  # a real <fault>: the result could not be marshalled
     GARBAGE = "garbage"  # 200 with a body that is not XML-RPC
+    RAW = "raw"  # 200 with the server's ``raw`` reply, byte for byte (odd replies, attacks)
+    # Wire-level failures, applied to the reply the server would otherwise send:
+    CHUNKED = "chunked"  # no Content-Length: chunked encoding, so only the bytes tell the size
+    TRUNCATED = "truncated"  # declares a longer Content-Length than it sends, then closes
+    RESET = "reset"  # sends the first half of the reply, then a TCP reset
+    DRIBBLE = "dribble"  # sends the reply one byte per second
+
+
+@dataclass(frozen=True)
+class RawReply:
+    """A reply body sent as it is, with its content type."""
+
+    body: bytes
+    content_type: str = "text/xml"
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,8 @@ class SimulatedServer:
     ) -> None:
         self.data = data or ServerData()
         self.behaviour = behaviour
+        self.raw = RawReply(b"")
+        self.delay = 0.0  # seconds to wait before answering each request
         self._tls = ca.server_context(client_auth=client_auth) if ca else None
         self._untrusted = ca.server_context(trusted=False) if ca else None
         self._server: asyncio.Server | None = None
@@ -157,6 +175,8 @@ class SimulatedServer:
         self.port = 0
         self.connections = 0
         self.requests = 0
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most requests this server was answering at once
 
     @property
     def url(self) -> str:
@@ -216,6 +236,8 @@ class SimulatedServer:
             await self._serve(reader, writer)
         except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError):
             pass  # the client went away or spoke nonsense: as Twisted, drop the connection
+        except asyncio.CancelledError:
+            pass  # the loop is ending mid-reply (a dribble); asyncio 3.11 logs a cancelled handler
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
@@ -236,24 +258,59 @@ class SimulatedServer:
             self.requests += 1
             if self.behaviour is Behaviour.DROP:
                 return
-            answer = self._answer(request, body)
-            if answer is None:
-                await _drain_until_eof(reader)
-                return
-            status, content_type, payload = answer
-            headers = [
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(payload))),
-                ("Server", "TwistedWeb/22.4.0"),
-                ("Set-Cookie", "TWISTED_SESSION=0123456789abcdef; Path=/"),
-            ]
-            writer.write(conn.send(h11.Response(status_code=status, headers=headers)) or b"")
-            writer.write(conn.send(h11.Data(data=payload)) or b"")
-            writer.write(conn.send(h11.EndOfMessage()) or b"")
-            await writer.drain()
-            if conn.our_state is h11.MUST_CLOSE:
-                return
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            try:
+                await asyncio.sleep(self.delay)
+                answer = self._answer(request, body)
+                if answer is None:
+                    await _drain_until_eof(reader)
+                    return
+                if not await self._send(writer, conn, *answer):
+                    return
+            finally:
+                self.in_flight -= 1
             conn.start_next_cycle()
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        status: int,
+        content_type: str,
+        payload: bytes,
+    ) -> bool:
+        """Write one reply as the behaviour says; False when the connection must end."""
+        behaviour = self.behaviour
+        headers = [("Content-Type", content_type)]
+        if behaviour is not Behaviour.CHUNKED:  # h11 falls back to chunked encoding
+            extra = 1000 if behaviour is Behaviour.TRUNCATED else 0
+            headers.append(("Content-Length", str(len(payload) + extra)))
+        headers += [
+            ("Server", "TwistedWeb/22.4.0"),
+            ("Set-Cookie", "TWISTED_SESSION=0123456789abcdef; Path=/"),
+        ]
+        wire = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+        wire += conn.send(h11.Data(data=payload)) or b""
+        if behaviour is not Behaviour.TRUNCATED:
+            wire += conn.send(h11.EndOfMessage()) or b""
+        if behaviour is Behaviour.RESET:
+            writer.write(wire[: len(wire) // 2])
+            await writer.drain()
+            # SO_LINGER 0: close() sends RST instead of FIN.
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        pieces = (
+            [wire[i : i + 1] for i in range(len(wire))]
+            if behaviour is Behaviour.DRIBBLE
+            else [wire]
+        )
+        for i, piece in enumerate(pieces):
+            await asyncio.sleep(1.0 if i else 0.0)
+            writer.write(piece)
+            await writer.drain()
+        return behaviour is not Behaviour.TRUNCATED and conn.our_state is not h11.MUST_CLOSE
 
     def _answer(self, request: h11.Request, body: bytes) -> tuple[int, str, bytes] | None:
         """Status, content type and body, as the package server would give them."""
@@ -277,6 +334,8 @@ class SimulatedServer:
             return 200, "text/xml", FAULT_8002
         if behaviour is Behaviour.GARBAGE:
             return 200, "text/xml", b"<html><body>Proxy Error</body></html>"
+        if behaviour is Behaviour.RAW:
+            return 200, self.raw.content_type, self.raw.body
         return 200, "text/xml", self.data.body()
 
 

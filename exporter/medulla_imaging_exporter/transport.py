@@ -37,10 +37,13 @@ class WireEvents:
     names: set[str] = field(default_factory=set)
     # (time.monotonic(), name) in order, for the debug view of the status page.
     timeline: list[tuple[float, str]] = field(default_factory=list)
+    tcp_stream: Any = None  # the socket this exchange opened, to close if the exchange fails
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
         self.names.add(name)
         self.timeline.append((time.monotonic(), name))
+        if name == "connection.connect_tcp.complete":
+            self.tcp_stream = info.get("return_value")
 
     @property
     def tcp_connected(self) -> bool:
@@ -125,6 +128,10 @@ class ImagingClient:
             async with asyncio.timeout(timeout):
                 return await self._call(timeout, events, started_at, t0)
         except Exception as err:  # every failure is data for classification
+            if events.tcp_stream is not None:
+                # A connection cancelled while being set up (TLS handshake) is left by httpcore
+                # to the garbage collector: close its socket now. Closing twice is harmless.
+                await events.tcp_stream.aclose()
             return snapshot(events, started_at, t0, error=err)
 
     async def _call(
