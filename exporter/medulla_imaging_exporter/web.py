@@ -15,12 +15,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector, entity_stats
 from medulla_imaging_exporter.config import ConfigError, Entity
+from medulla_imaging_exporter.exposition import encode
 from medulla_imaging_exporter.history import ProbeRecord
 from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
 from medulla_imaging_exporter.pages import IndexView, render_debug, render_index
@@ -62,8 +62,8 @@ def _registry(collectors: Sequence[Collector]) -> CollectorRegistry:
 
 
 def _exposition(request: web.Request, collectors: Sequence[Collector]) -> web.Response:
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    return web.Response(body=encoder(_registry(collectors)), headers={"Content-Type": content_type})
+    body, content_type = encode(collectors, request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 def _scrape(request: web.Request, entities: Sequence[Entity]) -> Awaitable[list[EntityStatus]]:

@@ -1,0 +1,132 @@
+"""The exposition of a scrape, byte for byte as prometheus_client writes it, for less CPU.
+
+A thousand entities make about fifty thousand gauge samples per scrape, and
+prometheus_client's encoders spend most of a probe's CPU validating and escaping
+the same label names and values again for every sample. Plain gauge and info
+families (all the per-entity ones) are written here, in either text format; any
+other family goes through prometheus_client's own encoder, so the output is the
+same in every case.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import cast
+
+from prometheus_client import exposition
+from prometheus_client.core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_EOF = "# EOF\n"
+# Escaping schemes that leave a legacy metric or label name as it is.
+_IDENTITY_ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8)
+# Go's float formatting, as prometheus_client writes values (the function is untyped).
+_go_float = cast(Callable[[float], str], floatToGoString)
+
+
+class _Families(Collector):
+    """Already collected families, to hand a single one to prometheus_client's encoder."""
+
+    def __init__(self, metrics: Sequence[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self.metrics
+
+
+def _sample_name(metric: Metric) -> str:
+    return metric.name + "_info" if metric.type == "info" else metric.name
+
+
+def _plain_family(metric: Metric) -> bool:
+    """A gauge or info family, without unit, with a legacy name (samples are checked apart)."""
+    return (
+        metric.type in ("gauge", "info")
+        and not metric.unit
+        and _METRIC_NAME.match(metric.name) is not None
+    )
+
+
+def _escape_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class _Memo:
+    """Label pairs and numbers already written in this exposition: most come back many times.
+
+    An entity's ``entity="..."`` pair is in every one of its fifty samples, and most
+    values are 0 or 1.
+    """
+
+    def __init__(self) -> None:
+        self.pairs: dict[tuple[str, str], str] = {}
+        self.numbers: dict[float, str] = {}
+
+    def number(self, value: float) -> str:
+        if value == 0:  # 0.0 and -0.0 are one dictionary key but two texts
+            return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+        text = self.numbers.get(value)
+        if text is None:
+            text = _go_float(value)
+            if value == value:  # NaN is never found again
+                self.numbers[value] = text
+        return text
+
+
+def _family(metric: Metric, om: bool, memo: _Memo) -> str | None:
+    """HELP, TYPE and sample lines of a plain family; ``None`` if a sample is not plain."""
+    if om:
+        name, kind = metric.name, metric.type
+        doc = _escape_value(metric.documentation)
+    else:
+        name, kind = _sample_name(metric), "gauge"
+        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    lines = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"]
+    sample_name = _sample_name(metric)
+    pairs = memo.pairs
+    for s in metric.samples:
+        if s.name != sample_name or s.timestamp is not None or s.exemplar or s.native_histogram:
+            return None
+        if s.labels:
+            texts = []
+            for item in sorted(s.labels.items()):
+                text = pairs.get(item)
+                if text is None:
+                    if not _LABEL_NAME.match(item[0]):
+                        return None
+                    text = pairs[item] = f'{item[0]}="{_escape_value(item[1])}"'
+                texts.append(text)
+            lines.append(f"{sample_name}{{{','.join(texts)}}} {memo.number(s.value)}\n")
+        else:
+            lines.append(f"{sample_name} {memo.number(s.value)}\n")
+    return "".join(lines)
+
+
+def encode(collectors: Sequence[Collector], accept: str) -> tuple[bytes, str]:
+    """The body and content type for this ``Accept`` header, as prometheus_client would give."""
+    encoder, content_type = exposition.choose_encoder(accept)
+    function = encoder.func if isinstance(encoder, partial) else encoder
+    keywords = encoder.keywords if isinstance(encoder, partial) else {}
+    known = function in (exposition.generate_latest, openmetrics.generate_latest)
+    if not known or keywords.get("escaping", openmetrics.UNDERSCORES) not in _IDENTITY_ESCAPINGS:
+        return encoder(_Families([m for c in collectors for m in c.collect()])), content_type
+    om = function is openmetrics.generate_latest
+    parts: list[str] = []
+    memo = _Memo()
+    for collector in collectors:
+        for metric in collector.collect():
+            text = _family(metric, om, memo) if _plain_family(metric) else None
+            if text is None:
+                text = encoder(_Families([metric])).decode("utf-8")
+                text = text.removesuffix(_EOF) if om else text
+            parts.append(text)
+    if om:
+        parts.append(_EOF)
+    return "".join(parts).encode("utf-8"), content_type

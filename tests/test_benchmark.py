@@ -1,0 +1,33 @@
+"""The benchmark script runs end to end on a tiny farm (its figures are not checked: timing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+
+
+def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
+    output = tmp_path / "latest.md"
+    args = [
+        *("--sizes", "3", "--probes", "6", "--repeats", "2", "--batches", "1"),
+        *("--hang-repeats", "1", "--timeout", "0.5", "--no-blackbox", "--output", str(output)),
+    ]
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    table = output.read_text()
+    assert table.strip() == run.stdout.strip()
+    rows = [line for line in table.splitlines() if line.startswith("| 3 |")]
+    assert len(rows) == 1, table
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[1] == "6"  # probes: 2 scrapes of 3 entities
+    assert cells[5] == "yes"  # every healthy server reported while one hung
+    assert "nproc: " in table and "benchmarks/bench.py --sizes 3" in table

@@ -1,0 +1,147 @@
+"""The fast exposition must equal prometheus_client's, byte for byte, in every format."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, ScrapeCollector
+from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter.exposition import encode
+from medulla_imaging_exporter.model import (
+    EntityStatus,
+    Filesystem,
+    MastersStorage,
+    Memory,
+    Reason,
+    Reply,
+    Section,
+    Stats,
+    Status,
+)
+
+ACCEPT = [
+    "",
+    "*/*",
+    # Prometheus 2.42's header: OpenMetrics first
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "application/openmetrics-text",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    "text/plain;version=1.0.0;escaping=allow-utf-8",
+    "text/plain;version=1.0.0;escaping=dots",
+]
+
+
+class Frozen(Collector):
+    """Families collected once, so that both encoders see the very same values."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self.metrics = list(metrics)
+
+    def collect(self) -> list[Metric]:
+        return self.metrics
+
+
+def reference(collectors: Sequence[Collector], accept: str) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        registry.register(collector)
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+def scrape_collectors() -> list[Collector]:
+    """Every status and reason, odd names, a partial reply, and the process's own families."""
+    reply = Reply(
+        filesystems=(
+            Filesystem("/dev/vda3", "/", 105327201280, 17716740096, 82355998720),
+            Filesystem("/dev/mapper/x", "/mnt/with space", 1, 0, 1),
+        ),
+        memory=Memory(8 << 30, 3 << 30, 1 << 30, 4 << 30, 5 << 30, None, None),
+        uptime_seconds=1123602.57,
+        masters_storage=MastersStorage(0.18, 78540 << 20),
+        stats=Stats(3, 1, 2),
+    )
+    partial = Reply(
+        uptime_seconds=5.0, section_errors={Section.DISK_INFO: "-1", Section.MEM_INFO: "-1"}
+    )
+    names = ["Public", 'Quo"te', "Back\\slash", "New\nline", "Ünïcödé 日本", ""]
+    entities = [
+        Entity(name=n, uuid=f"UUID{i}", url=f"https://u:p@h{i}:9990/imaging_api")
+        for i, n in enumerate(names)
+    ] + [Entity(name="Root")]
+    statuses = [
+        EntityStatus(names[0], Status.AVAILABLE, None, "", time.time(), 0.0123, reply, 1.8e9),
+        EntityStatus(names[1], Status.AVAILABLE, None, "", 1.7e9, 1e-7, partial, None),
+        EntityStatus(names[2], Status.OFFLINE, Reason.REFUSED, "x", 1.7e9, 0.001),
+        EntityStatus(names[3], Status.CONNECTION_ERROR, Reason.TLS_VERIFY, "y", 1.7e9, 2.0),
+        EntityStatus(names[4], Status.CONNECTION_ERROR, Reason.FAULT, "z", 1.7e9, math.inf),
+        EntityStatus(names[5], Status.CONNECTION_ERROR, Reason.TIMEOUT, "", None, None),
+        EntityStatus("Root", Status.NOT_LINKED),
+    ]
+    live: list[Collector] = [
+        ScrapeCollector(entities, statuses),
+        ExporterCollector(ReloadState(True, 1.7e9)),
+        ProcessCollector(registry=None),
+        PlatformCollector(registry=None),
+        GCCollector(registry=CollectorRegistry()),
+    ]
+    return [Frozen(c.collect()) for c in live]
+
+
+@pytest.mark.parametrize("accept", ACCEPT)
+def test_a_whole_scrape_is_encoded_as_prometheus_client_does(accept: str) -> None:
+    collectors = scrape_collectors()
+    body, content_type = encode(collectors, accept)
+    expected_body, expected_type = reference(collectors, accept)
+    assert content_type == expected_type
+    assert body.decode() == expected_body.decode()
+    assert b"medulla_imaging_server_up" in body or b"medulla__imaging" in body
+
+
+labels = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+values = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**60), 2**60).map(float)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.tuples(labels, labels, values), max_size=6),
+    doc=st.text(max_size=20),
+    accept=st.sampled_from(ACCEPT),
+)
+def test_any_label_value_number_and_help_text(
+    rows: list[tuple[str, str, float]], doc: str, accept: str
+) -> None:
+    gauge = GaugeMetricFamily("g_bytes", doc, labels=["entity", "a_label"])
+    bare = GaugeMetricFamily("bare", doc)
+    info = InfoMetricFamily("thing", doc, labels=["entity"])
+    counter = CounterMetricFamily("c", doc, labels=["entity"])  # not plain: the library's path
+    unit = GaugeMetricFamily("u_seconds", doc, unit="seconds")  # not plain either
+    odd_label = GaugeMetricFamily("odd", doc, labels=["entity", "lé"])  # nor a UTF-8 label name
+    stamped = GaugeMetricFamily("stamped", doc, labels=["entity"])  # nor a timestamp
+    for a, b, v in rows:
+        gauge.add_metric([a, b], v)
+        bare.add_metric([], v)
+        info.add_metric([a], {"x": b})
+        counter.add_metric([a], abs(v) if not math.isnan(v) else 0.0)
+        unit.add_metric([], v)
+        odd_label.add_metric([a, b], v)
+        stamped.add_metric([a], v, timestamp=1.5)
+    families = [gauge, bare, info, counter, unit, odd_label, stamped]
+    collectors: list[Collector] = [Frozen(families)]
+    assert encode(collectors, accept) == reference(collectors, accept)
