@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import http.client
+import http.cookiejar
 import ssl
 import time
+import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpcore
 import httpx
 from cryptography import x509
 
@@ -76,6 +81,88 @@ class Exchange:
     cert_not_after: float | None = None
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """Keeps no cookie: Twisted sets a session cookie on every reply, which httpx would
+    otherwise parse each time and send back with every request, for nothing."""
+
+    def extract_cookies(
+        self, response: http.client.HTTPResponse, request: urllib.request.Request
+    ) -> None:
+        return None
+
+
+class _CoalescingStream(httpcore.AsyncNetworkStream):
+    """Holds what httpcore writes until it reads, so that a request's headers and body
+    leave in one TLS record and one ``send``, waking the server once instead of twice."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._pending.append(buffer)
+
+    async def _flush(self, timeout: float | None) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            await self._stream.write(data, timeout)
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        await self._flush(timeout)
+        return await self._stream.read(max_bytes, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        await self._flush(timeout)
+        return _CoalescingStream(
+            await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _CoalescingBackend(httpcore.AnyIOBackend):
+    """httpcore's asyncio backend, its streams wrapped in ``_CoalescingStream``."""
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return _CoalescingStream(stream)
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    """httpx's transport with one kept-alive connection over ``_CoalescingBackend``.
+
+    httpx takes no network backend, so the pool it builds is replaced by an identical
+    one that has ours (httpx is pinned below 0.29; ``tests/test_transport.py`` checks it).
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(verify=context)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            max_connections=1,
+            max_keepalive_connections=1,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+            network_backend=_CoalescingBackend(),
+        )
+
+
 @functools.lru_cache(maxsize=64)
 def _context(tls: TLSConfig) -> ssl.SSLContext:
     """Contexts are costly to build (CA loading) and safe to share: one per TLS setting."""
@@ -106,18 +193,17 @@ class ImagingClient:
         if entity.url is None:
             raise ValueError(f"entity {entity.name!r} has no imaging server URL")
         self.url = entity.url
+        self._url = httpx.URL(entity.url)  # parsed once, not at every request
         self.max_reply_bytes = entity.max_reply_bytes
         self._extensions: dict[str, Any] = {}
         if entity.tls.server_name:
             self._extensions["sni_hostname"] = entity.tls.server_name
         self._client = httpx.AsyncClient(
-            verify=_context(entity.tls),
-            limits=httpx.Limits(
-                max_connections=1, max_keepalive_connections=1, keepalive_expiry=KEEPALIVE_SECONDS
-            ),
+            transport=_Transport(_context(entity.tls)),
             headers={"Content-Type": "text/xml", "User-Agent": USER_AGENT},
             trust_env=False,
             follow_redirects=False,
+            cookies=_NoCookies(),
         )
 
     async def call(self, timeout: float, events: WireEvents) -> Exchange:
@@ -139,7 +225,7 @@ class ImagingClient:
     ) -> Exchange:
         request = self._client.build_request(
             "POST",
-            self.url,
+            self._url,
             content=REQUEST_BODY,
             timeout=httpx.Timeout(timeout),
             extensions={**self._extensions, "trace": events},

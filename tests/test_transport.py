@@ -1,0 +1,211 @@
+"""The httpx transport over real sockets: what test_prober does not already pin.
+
+Keep-alive across a timeout or an idle close, replies cut or oversized on the wire,
+the request as the server sees it, and the two savings of ``transport``: no cookie
+kept, and a request leaving in one TLS record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter.model import Reason, Status
+from medulla_imaging_exporter.prober import Prober
+from medulla_imaging_exporter.simulator import Behaviour, ServerData, SimulatedServer
+from medulla_imaging_exporter.transport import USER_AGENT, ImagingClient, WireEvents
+from tests.conftest import MakeServer
+
+EntityFor = Callable[..., Entity]
+TLS_APPLICATION_DATA = 23
+
+
+@pytest.fixture
+async def prober() -> AsyncIterator[Prober]:
+    p = Prober()
+    yield p
+    await p.aclose()
+
+
+async def test_an_idle_connection_closed_by_the_server_is_not_a_failure(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober
+) -> None:
+    server = await make_server()
+    entity = entity_for(server)
+    assert (await prober.probe(entity)).status is Status.AVAILABLE
+    for writer in list(server._writers):
+        writer.transport.abort()
+    await asyncio.sleep(0.05)
+    result = await prober.probe(entity)
+    assert result.status is Status.AVAILABLE, result.detail
+    assert server.connections == 2
+
+
+async def test_after_a_timeout_the_next_probe_uses_a_fresh_connection(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober
+) -> None:
+    server = await make_server(Behaviour.STALL_REPLY)
+    entity = entity_for(server, timeout=0.3)
+    assert (await prober.probe(entity)).reason is Reason.TIMEOUT
+    server.behaviour = Behaviour.OK
+    result = await prober.probe(entity)
+    assert result.status is Status.AVAILABLE, result.detail
+    assert server.connections == 2
+
+
+async def _closing_server(reply: bytes) -> tuple[asyncio.Server, list[bytes]]:
+    """A plain-TCP server that reads one request, sends ``reply`` and closes."""
+    seen: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"</methodCall>"))
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0), seen
+
+
+def _url(server: asyncio.Server, userinfo: str = "") -> str:
+    return f"http://{userinfo}127.0.0.1:{server.sockets[0].getsockname()[1]}/imaging_api"
+
+
+def _http_reply(body: bytes, *headers: str) -> bytes:
+    head = "\r\n".join(("HTTP/1.1 200 OK", "Content-Type: text/xml", *headers))
+    return head.encode() + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/xml\r\n\r\n<short"],
+)
+async def test_a_connection_closed_mid_reply_is_reset(prober: Prober, reply: bytes) -> None:
+    server, _ = await _closing_server(reply)
+    async with server:
+        result = await prober.probe(Entity(name="Cut", url=_url(server), timeout=2.0))
+    assert (result.status, result.reason) == (Status.CONNECTION_ERROR, Reason.RESET)
+
+
+async def test_the_request_is_an_xmlrpc_post_with_our_headers() -> None:
+    server, seen = await _closing_server(b"")
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        client = ImagingClient(Entity(name="E", url=_url(server, "user:secret@") + "?x=1"))
+        try:
+            await client.call(2.0, WireEvents())
+        finally:
+            await client.aclose()
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    assert lines[0] == "POST /imaging_api?x=1 HTTP/1.1"
+    assert headers["host"] == f"127.0.0.1:{port}"
+    assert headers["content-type"] == "text/xml"
+    assert headers["user-agent"] == USER_AGENT
+    assert headers["authorization"] == "Basic dXNlcjpzZWNyZXQ="
+    assert b"<methodName>imagingServerStatus</methodName>" in body
+
+
+async def test_a_chunked_reply_over_the_cap_is_too_large(prober: Prober) -> None:
+    chunk = b"x" * 4000
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(chunk), chunk)
+    server, _ = await _closing_server(_http_reply(body, "Transfer-Encoding: chunked"))
+    async with server:
+        entity = Entity(name="Big", url=_url(server), max_reply_bytes=1000)
+        result = await prober.probe(entity)
+    assert result.reason is Reason.TOO_LARGE, result.detail
+
+
+async def test_a_server_that_closes_after_each_reply_is_probed_again(prober: Prober) -> None:
+    body = ServerData().body()
+    reply = _http_reply(body, f"Content-Length: {len(body)}", "Connection: close")
+    server, seen = await _closing_server(reply)
+    async with server:
+        entity = Entity(name="Once", url=_url(server), timeout=2.0)
+        first = await prober.probe(entity)
+        second = await prober.probe(entity)
+    assert (first.status, second.status) == (Status.AVAILABLE, Status.AVAILABLE), second.detail
+    assert len(seen) == 2
+
+
+@dataclass
+class Relay:
+    """A TCP relay in front of a simulated server that keeps what the client sent.
+
+    ``sent`` holds the client's bytes; ``records`` the content type of each TLS record
+    in them, for servers that speak TLS.
+    """
+
+    target: SimulatedServer
+    sent: bytearray = field(default_factory=bytearray)
+    records: list[int] = field(default_factory=list)
+    _parsed: int = 0
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, keep: bool
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                if keep:
+                    self.sent += data
+                    self._count_records()
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    def _count_records(self) -> None:
+        while len(self.sent) - self._parsed >= 5:
+            length = int.from_bytes(self.sent[self._parsed + 3 : self._parsed + 5])
+            if len(self.sent) - self._parsed < 5 + length:
+                return
+            self.records.append(self.sent[self._parsed])
+            self._parsed += 5 + length
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target.port)
+        await asyncio.gather(
+            self._pipe(reader, up_writer, keep=True), self._pipe(up_reader, writer, keep=False)
+        )
+
+
+@contextlib.asynccontextmanager
+async def relayed(
+    target: SimulatedServer, entity_for: EntityFor
+) -> AsyncIterator[tuple[Relay, Entity]]:
+    relay = Relay(target)
+    server = await asyncio.start_server(relay.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    entity = entity_for(target)
+    url = target.url.replace(f":{target.port}/", f":{port}/")
+    async with server:
+        yield relay, Entity(entity.name, url=url, tls=entity.tls)
+
+
+async def test_each_request_leaves_in_one_tls_record(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober
+) -> None:
+    """httpcore writes headers and body separately; the transport sends them together."""
+    async with relayed(await make_server(), entity_for) as (relay, entity):
+        assert (await prober.probe(entity)).status is Status.AVAILABLE
+        before = len(relay.records)
+        for _ in range(3):
+            assert (await prober.probe(entity)).status is Status.AVAILABLE
+        await asyncio.sleep(0.05)  # the relay may still be parsing the last request
+    assert relay.records[before:] == [TLS_APPLICATION_DATA] * 3
+
+
+async def test_the_session_cookie_is_never_sent_back(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober
+) -> None:
+    server = await make_server(tls=False)  # its replies carry Twisted's Set-Cookie
+    async with relayed(server, entity_for) as (relay, entity):
+        for _ in range(3):
+            assert (await prober.probe(entity)).status is Status.AVAILABLE
+        await asyncio.sleep(0.05)
+    assert relay.sent.count(b"POST /imaging_api") == 3
+    assert b"cookie" not in relay.sent.lower()
