@@ -1,4 +1,4 @@
-"""The benchmark script runs end to end on a tiny farm (its figures are not checked: timing)."""
+"""The benchmark scripts run end to end on tiny loads (their figures are not checked: timing)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,23 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert cells[1] == "6"  # probes: 2 scrapes of 3 entities
     assert cells[5] == "yes"  # every healthy server reported while one hung
     assert "nproc: " in table and "benchmarks/bench.py --sizes 3" in table
+
+
+def test_the_client_benchmark_runs_against_a_simulated_server() -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "client.py"),
+            "--batches",
+            "2",
+            "--requests",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("CPU per request (median of 2 batches of 5): client "), run.stdout
+    assert run.stdout.rstrip().endswith(" ms")
