@@ -67,6 +67,14 @@ def server_rows(servers: dict[int, tuple[str, int]]) -> list[str]:
     ]
 
 
+def public_served_by(url: str) -> list[str]:
+    """The entity "Public" (UUID2) with its associated imaging server at this URL."""
+    return [
+        "INSERT INTO Entity (id, name, uuid) VALUES (2, 'Public', 'UUID2')",
+        *server_rows({2: (url, 1)}),
+    ]
+
+
 class Exporter:
     """A runtime over a mutable configuration document, served on 127.0.0.1."""
 
@@ -150,8 +158,7 @@ async def test_statistics_come_from_the_database(
     mariadb_server.create_imaging(
         "e2e_stats",
         [
-            "INSERT INTO Entity (id, name, uuid) VALUES (2, 'Public', 'UUID2')",
-            *server_rows({2: (server.url, 1)}),
+            *public_served_by(server.url),
             "INSERT INTO Target (name, uuid, type, fk_entity) VALUES ('a', 'T1', 1, 2),"
             " ('b', 'T2', 3, 2), ('c', 'T3', 2, 2)",
             "INSERT INTO Image (id, name, uuid, is_master) VALUES (1, 'M', 'I1', 1)",
@@ -338,8 +345,7 @@ async def test_wrong_password(
     mariadb_server.create_imaging(
         "e2e_password",
         [
-            "INSERT INTO Entity (id, name, uuid) VALUES (2, 'Public', 'UUID2')",
-            *server_rows({2: (server.url, 1)}),
+            *public_served_by(server.url),
         ],
     )
     exporter = await start({"database": db_block("e2e_password"), "discovery": "database"})
@@ -378,8 +384,7 @@ async def test_database_down_at_start_then_up_then_down_mid_run(
         late.create_imaging(
             "imaging",
             [
-                "INSERT INTO Entity (id, name, uuid) VALUES (2, 'Public', 'UUID2')",
-                *server_rows({2: (server.url, 1)}),
+                *public_served_by(server.url),
             ],
         )
         assert (await exporter.refresh()).up
@@ -401,8 +406,7 @@ async def test_slow_database_never_delays_a_scrape(
     mariadb_server.create_imaging(
         "e2e_slow",
         [
-            "INSERT INTO Entity (id, name, uuid) VALUES (2, 'Public', 'UUID2')",
-            *server_rows({2: (server.url, 1)}),
+            *public_served_by(server.url),
         ],
     )
     exporter = await start({"database": db_block("e2e_slow"), "discovery": "database"})
@@ -451,8 +455,7 @@ async def test_hung_database_server(
         hung.create_imaging(
             "imaging",
             [
-                "INSERT INTO Entity (id, name, uuid) VALUES (2, 'Public', 'UUID2')",
-                *server_rows({2: (server.url, 1)}),
+                *public_served_by(server.url),
             ],
         )
         exporter = await start(
