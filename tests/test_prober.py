@@ -302,5 +302,10 @@ async def test_removed_entities_lose_their_connection_and_last_status(
         assert set(prober.last) == {"Public"}
         prober.configure([])
         assert prober.last == {}
+        # A scrape that began before the reload still probes it, on a client of its own...
+        assert (await prober.probe(entity)).status is Status.AVAILABLE
+        assert server.connections == 2
+        # ...which is not kept, nor is the status of an entity that is gone.
+        assert prober.last == {}
         await prober.probe(entity)
-        assert server.connections == 2  # a new client, not the old connection
+        assert server.connections == 3

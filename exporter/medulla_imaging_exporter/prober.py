@@ -48,11 +48,12 @@ class Prober:
         self._clients: dict[Entity, ImagingClient] = {}
         self._flights: dict[Entity, _Flight] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._wanted: set[Entity] = set()
         self.last: dict[str, EntityStatus] = {}
 
     def configure(self, entities: Iterable[Entity]) -> None:
         """Keep the connections of unchanged entities, drop those of removed or changed ones."""
-        wanted = {e for e in entities if e.url is not None}
+        self._wanted = wanted = {e for e in entities if e.url is not None}
         for entity in list(self._clients):
             if entity not in wanted:
                 client = self._clients.pop(entity)
@@ -107,7 +108,12 @@ class Prober:
                         "detail": status.detail,
                     },
                 )
-            self.last[entity.name] = status
+            if entity in self._wanted:
+                self.last[entity.name] = status
+            elif (stray := self._clients.pop(entity, None)) is not None:
+                # A scrape that began before a reload removed this entity: keep neither its
+                # connection nor its status.
+                await stray.aclose()
             return status
 
         task = asyncio.get_running_loop().create_task(run(), name=f"probe {entity.name}")
