@@ -48,7 +48,8 @@ class Prober:
         self._clients: dict[Entity, ImagingClient] = {}
         self._flights: dict[Entity, _Flight] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._wanted: set[Entity] = set()
+        # What configure() last declared; None until then, and every entity is kept.
+        self._wanted: set[Entity] | None = None
         self.last: dict[str, EntityStatus] = {}
 
     def configure(self, entities: Iterable[Entity]) -> None:
@@ -108,7 +109,7 @@ class Prober:
                         "detail": status.detail,
                     },
                 )
-            if entity in self._wanted:
+            if self._wanted is None or entity in self._wanted:
                 self.last[entity.name] = status
             elif (stray := self._clients.pop(entity, None)) is not None:
                 # A scrape that began before a reload removed this entity: keep neither its
