@@ -124,7 +124,7 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-class _Reader:
+class Reader:
     """Walks the YAML tree, collecting one problem per bad key instead of stopping."""
 
     def __init__(self, base_dir: Path) -> None:
@@ -140,7 +140,7 @@ class _Reader:
         for key in value:
             if key not in allowed:
                 known = ", ".join(sorted(allowed))
-                self.problems.append(f"{_join(where, key)}: unknown key (known keys: {known})")
+                self.problems.append(f"{join_key(where, key)}: unknown key (known keys: {known})")
         return {k: v for k, v in value.items() if k in allowed}
 
     def field(self, where: str, convert: Callable[[object], T], value: object) -> T | None:
@@ -162,17 +162,17 @@ class _Reader:
         return path
 
 
-def _join(where: str, key: object) -> str:
+def join_key(where: str, key: object) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
-def _string(value: object) -> str:
+def non_empty_string(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected a non-empty string, got {value!r}")
     return value
 
 
-def _bool(value: object) -> bool:
+def boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"expected true or false, got {value!r}")
     return value
@@ -223,19 +223,19 @@ _DATABASE_KEYS = {
 }
 
 
-def _tls(reader: _Reader, raw: Mapping[str, Any], where: str, base: TLSConfig) -> TLSConfig:
+def _tls(reader: Reader, raw: Mapping[str, Any], where: str, base: TLSConfig) -> TLSConfig:
     before = len(reader.problems)
     values: dict[str, Any] = {}
     for key in ("ca_file", "cert_file", "key_file"):
         if key in raw:
-            values[key] = reader.field(_join(where, key), reader.path, raw[key])
+            values[key] = reader.field(join_key(where, key), reader.path, raw[key])
     if "server_name" in raw:
         values["server_name"] = reader.field(
-            _join(where, "server_name"), _string, raw["server_name"]
+            join_key(where, "server_name"), non_empty_string, raw["server_name"]
         )
     if "insecure_skip_verify" in raw:
         values["insecure_skip_verify"] = reader.field(
-            _join(where, "insecure_skip_verify"), _bool, raw["insecure_skip_verify"]
+            join_key(where, "insecure_skip_verify"), boolean, raw["insecure_skip_verify"]
         )
     if len(reader.problems) > before:
         return base
@@ -247,7 +247,7 @@ def _tls(reader: _Reader, raw: Mapping[str, Any], where: str, base: TLSConfig) -
     return tls
 
 
-def _check_loads(reader: _Reader, tls: TLSConfig, where: str) -> None:
+def _check_loads(reader: Reader, tls: TLSConfig, where: str) -> None:
     """Load the PEM files once now, so a bad one is reported at load and not at 3 a.m."""
     try:
         ssl_context(tls)
@@ -266,7 +266,7 @@ def ssl_context(tls: TLSConfig) -> ssl.SSLContext:
     return ctx
 
 
-def _settings(reader: _Reader, raw: Mapping[str, Any], where: str, base: Entity) -> dict[str, Any]:
+def _settings(reader: Reader, raw: Mapping[str, Any], where: str, base: Entity) -> dict[str, Any]:
     """The settings shared by ``defaults`` and each entity, over those of ``base``."""
     out: dict[str, Any] = {
         "timeout": base.timeout,
@@ -274,13 +274,13 @@ def _settings(reader: _Reader, raw: Mapping[str, Any], where: str, base: Entity)
         "tls": base.tls,
     }
     if "timeout" in raw:
-        out["timeout"] = reader.field(_join(where, "timeout"), parse_duration, raw["timeout"])
+        out["timeout"] = reader.field(join_key(where, "timeout"), parse_duration, raw["timeout"])
     if "max_reply_bytes" in raw:
         out["max_reply_bytes"] = reader.field(
-            _join(where, "max_reply_bytes"), _positive_int, raw["max_reply_bytes"]
+            join_key(where, "max_reply_bytes"), _positive_int, raw["max_reply_bytes"]
         )
     if "tls_config" in raw:
-        tls_where = _join(where, "tls_config")
+        tls_where = join_key(where, "tls_config")
         out["tls"] = _tls(
             reader, reader.mapping(raw["tls_config"], tls_where, _TLS_KEYS), tls_where, base.tls
         )
@@ -294,14 +294,14 @@ def _port(value: object) -> int:
 
 
 def _environment_password(value: object) -> str:
-    name = _string(value)
+    name = non_empty_string(value)
     password = os.environ.get(name)
     if password is None:
         raise ValueError(f"the environment variable {name} is not set")
     return password
 
 
-def _file_password(reader: _Reader) -> Callable[[object], str]:
+def _file_password(reader: Reader) -> Callable[[object], str]:
     def read(value: object) -> str:
         path = reader.path(value)
         try:
@@ -312,7 +312,7 @@ def _file_password(reader: _Reader) -> Callable[[object], str]:
     return read
 
 
-def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
+def _database(reader: Reader, value: object) -> DatabaseConfig | None:
     """The ``database`` block; the password comes from a file or the environment, never inline."""
     where = "database"
     before = len(reader.problems)
@@ -321,10 +321,10 @@ def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
         return None
     out: dict[str, Any] = {}
     for key, convert in (
-        ("host", _string),
-        ("unix_socket", _string),
-        ("user", _string),
-        ("name", _string),
+        ("host", non_empty_string),
+        ("unix_socket", non_empty_string),
+        ("user", non_empty_string),
+        ("name", non_empty_string),
         ("port", _port),
         ("connect_timeout", parse_duration),
         ("query_timeout", parse_duration),
@@ -333,7 +333,7 @@ def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
         ("password_file", _file_password(reader)),
     ):
         if key in raw:
-            out[key] = reader.field(_join(where, key), convert, raw[key])
+            out[key] = reader.field(join_key(where, key), convert, raw[key])
     if ("host" in raw) == ("unix_socket" in raw):
         reader.problems.append(f"{where}: give exactly one of host and unix_socket")
     if "user" not in raw:
@@ -343,7 +343,7 @@ def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
     if "port" in raw and "unix_socket" in raw:
         reader.problems.append(f"{where}.port: not used with unix_socket")
     if "tls_config" in raw:
-        tls_where = _join(where, "tls_config")
+        tls_where = join_key(where, "tls_config")
         tls_raw = reader.mapping(raw["tls_config"], tls_where, _TLS_KEYS)
         if "server_name" in tls_raw:
             reader.problems.append(
@@ -360,7 +360,7 @@ def _database(reader: _Reader, value: object) -> DatabaseConfig | None:
 
 def parse_config(data: object, source: str = "<memory>", base_dir: Path | None = None) -> Config:
     """Validate an already-decoded YAML document."""
-    reader = _Reader(base_dir or Path.cwd())
+    reader = Reader(base_dir or Path.cwd())
     top = reader.mapping(data, "", _TOP_KEYS)
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(source, reader.problems)
@@ -380,14 +380,18 @@ def parse_config(data: object, source: str = "<memory>", base_dir: Path | None =
         raw = reader.mapping(item, where, _ENTITY_KEYS)
         if not isinstance(item, Mapping):
             continue
-        name = reader.field(_join(where, "name"), _string, raw.get("name"))
+        name = reader.field(join_key(where, "name"), non_empty_string, raw.get("name"))
         if name is not None:
             if name in seen:
                 reader.problems.append(f"{where}.name: duplicate entity name {name!r}")
             seen.add(name)
-        uuid = reader.field(_join(where, "uuid"), _string, raw["uuid"]) if "uuid" in raw else None
+        uuid = (
+            reader.field(join_key(where, "uuid"), non_empty_string, raw["uuid"])
+            if "uuid" in raw
+            else None
+        )
         url = (
-            reader.field(_join(where, "url"), _url, raw["url"])
+            reader.field(join_key(where, "url"), _url, raw["url"])
             if raw.get("url") is not None
             else None
         )

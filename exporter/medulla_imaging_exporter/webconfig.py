@@ -26,10 +26,10 @@ from aiohttp.typedefs import Handler, Middleware
 
 from medulla_imaging_exporter.config import (
     ConfigError,
-    _bool,
-    _join,
-    _Reader,
-    _string,
+    Reader,
+    boolean,
+    join_key,
+    non_empty_string,
     read_yaml,
 )
 
@@ -126,7 +126,7 @@ def _bcrypt_hash(value: object) -> bytes:
     return value.encode()
 
 
-def _users(reader: _Reader, raw: object) -> dict[str, bytes]:
+def _users(reader: Reader, raw: object) -> dict[str, bytes]:
     users: dict[str, bytes] = {}
     if raw is None:
         return users
@@ -134,7 +134,7 @@ def _users(reader: _Reader, raw: object) -> dict[str, bytes]:
         reader.problems.append(f"basic_auth_users: expected a mapping, got {type(raw).__name__}")
         return users
     for user, hashed in raw.items():
-        where = _join("basic_auth_users", user)
+        where = join_key("basic_auth_users", user)
         if not isinstance(user, str) or not user or ":" in user:
             reader.problems.append(f"{where}: a user name must be a non-empty string without ':'")
             continue
@@ -145,21 +145,23 @@ def _users(reader: _Reader, raw: object) -> dict[str, bytes]:
 
 
 def _tls_context(
-    reader: _Reader, raw: Mapping[str, Any], health_exempt: bool
+    reader: Reader, raw: Mapping[str, Any], health_exempt: bool
 ) -> tuple[ssl.SSLContext | None, bool]:
     where = "tls_server_config"
     before = len(reader.problems)
     paths = {
-        key: reader.field(_join(where, key), reader.path, raw[key])
+        key: reader.field(join_key(where, key), reader.path, raw[key])
         for key in ("cert_file", "key_file", "client_ca_file")
         if key in raw
     }
     for key in ("cert_file", "key_file"):
         if key not in raw:
-            reader.problems.append(f"{_join(where, key)}: required to serve HTTPS")
+            reader.problems.append(f"{join_key(where, key)}: required to serve HTTPS")
     auth_type: str | None = "NoClientCert"
     if "client_auth_type" in raw:
-        auth_type = reader.field(_join(where, "client_auth_type"), _string, raw["client_auth_type"])
+        auth_type = reader.field(
+            join_key(where, "client_auth_type"), non_empty_string, raw["client_auth_type"]
+        )
         if auth_type in _UNSUPPORTED_AUTH_TYPES:
             reader.problems.append(
                 f"{where}.client_auth_type: {auth_type} accepts unverified certificates and is "
@@ -199,14 +201,14 @@ def parse_web_config(
     data: object, source: str = "<memory>", base_dir: Path | None = None
 ) -> WebConfig:
     """Validate an already-decoded document; every problem is reported at once."""
-    reader = _Reader(base_dir or Path.cwd())
+    reader = Reader(base_dir or Path.cwd())
     top = reader.mapping(data, "", _TOP_KEYS)
     if data is not None and not isinstance(data, Mapping):
         raise ConfigError(source, reader.problems)
     exempt = False
     if "health_checks_without_auth" in top:
         exempt = bool(
-            reader.field("health_checks_without_auth", _bool, top["health_checks_without_auth"])
+            reader.field("health_checks_without_auth", boolean, top["health_checks_without_auth"])
         )
     users = _users(reader, top.get("basic_auth_users"))
     ctx, per_request = None, False
