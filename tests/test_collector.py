@@ -1,30 +1,22 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from medulla_imaging_exporter.collector import ScrapeCollector
 from medulla_imaging_exporter.config import Entity
 from medulla_imaging_exporter.model import EntityStatus, Reason, Reply, Section, Status
 from medulla_imaging_exporter.parsing import parse_body
-from tests.helpers import fixture_bytes
+from tests.helpers import Samples, fixture_bytes, metric_samples
 
 PUBLIC = Entity("Public", uuid="UUID2", url="https://u:pw@imaging:9990/imaging_api")
 GENERAL = Entity("General", url="https://general:9990/imaging_api")
 ROOT = Entity("Siveo Medulla", uuid="UUID1")
 
 
-def samples(
-    entities: list[Entity], statuses: list[EntityStatus]
-) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(entities: list[Entity], statuses: list[EntityStatus]) -> Samples:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ScrapeCollector(entities, statuses))
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return metric_samples(generate_latest(registry).decode())
 
 
 def key(name: str, **labels: str) -> tuple[str, frozenset[tuple[str, str]]]:

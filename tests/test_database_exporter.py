@@ -16,27 +16,17 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from medulla_imaging_exporter.config import parse_config
 from medulla_imaging_exporter.model import DatabaseSnapshot
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import ServerData
 from tests.conftest import MakeServer
-from tests.helpers import free_port, serving
+from tests.helpers import Samples, free_port, metric_samples, serving
 from tests.mariadb import EXPORTER_PASSWORD, EXPORTER_USER, MariaDB, mariadb
 
 PASSWORD_ENV = "MEDULLA_TEST_DB_PASSWORD"
 REPLY_STATS = ServerData(stats={"total": 9, "rescue": 9, "master": 9})
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
@@ -96,7 +86,7 @@ class Exporter:
     async def scrape(self, path: str = "/metrics") -> Samples:
         response = await self.client.get(self.base + path)
         assert response.status_code == 200, response.text
-        return parse(response.text)
+        return metric_samples(response.text)
 
 
 Start = Callable[[dict[str, Any]], Awaitable["Exporter"]]
