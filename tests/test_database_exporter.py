@@ -65,6 +65,17 @@ def public_served_by(url: str) -> list[str]:
     ]
 
 
+async def discovering_public(
+    mariadb_server: MariaDB, make_server: MakeServer, db_block: DbBlock, start: Start, db: str
+) -> Exporter:
+    """An exporter discovering "Public" and its simulated server from database ``db``."""
+    server = await make_server()
+    mariadb_server.create_imaging(db, public_served_by(server.url))
+    exporter = await start({"database": db_block(db), "discovery": "database"})
+    assert exporter.snapshot.up
+    return exporter
+
+
 class Exporter:
     """A runtime over a mutable configuration document, served on 127.0.0.1."""
 
@@ -331,15 +342,9 @@ async def test_wrong_password(
     start: Start,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    server = await make_server()
-    mariadb_server.create_imaging(
-        "e2e_password",
-        [
-            *public_served_by(server.url),
-        ],
+    exporter = await discovering_public(
+        mariadb_server, make_server, db_block, start, "e2e_password"
     )
-    exporter = await start({"database": db_block("e2e_password"), "discovery": "database"})
-    assert exporter.snapshot.up
     monkeypatch.setenv(PASSWORD_ENV, "wrong")
     assert exporter.runtime.database is not None
     refreshed = exporter.runtime.database.next_refresh()
@@ -373,9 +378,7 @@ async def test_database_down_at_start_then_up_then_down_mid_run(
     with mariadb(tmp_path / "late", port=port, template=mariadb_template) as late:
         late.create_imaging(
             "imaging",
-            [
-                *public_served_by(server.url),
-            ],
+            public_served_by(server.url),
         )
         assert (await exporter.refresh()).up
         samples = await exporter.scrape()
@@ -392,15 +395,7 @@ async def test_database_down_at_start_then_up_then_down_mid_run(
 async def test_slow_database_never_delays_a_scrape(
     mariadb_server: MariaDB, make_server: MakeServer, db_block: DbBlock, start: Start
 ) -> None:
-    server = await make_server()
-    mariadb_server.create_imaging(
-        "e2e_slow",
-        [
-            *public_served_by(server.url),
-        ],
-    )
-    exporter = await start({"database": db_block("e2e_slow"), "discovery": "database"})
-    assert exporter.snapshot.up
+    exporter = await discovering_public(mariadb_server, make_server, db_block, start, "e2e_slow")
     # Another session holds a write lock on Target: the statistics query waits for it.
     with mariadb_server.root("e2e_slow") as lock, lock.cursor() as cur:
         cur.execute("LOCK TABLES Target WRITE")
@@ -444,9 +439,7 @@ async def test_hung_database_server(
     with mariadb(tmp_path / "hung", template=mariadb_template) as hung:
         hung.create_imaging(
             "imaging",
-            [
-                *public_served_by(server.url),
-            ],
+            public_served_by(server.url),
         )
         exporter = await start(
             {"database": db_block("imaging", port=hung.port), "discovery": "database"}
