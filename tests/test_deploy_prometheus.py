@@ -3,7 +3,9 @@ configurations of examples/prometheus/ as shipped, only pointed at 127.0.0.1 and
 
 from __future__ import annotations
 
+import contextlib
 import ssl
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +114,23 @@ def secured(tmp_path: Path) -> tuple[Path, Path]:
     return web, web / "web-config.yml"
 
 
-def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_gets_401(
+@contextlib.contextmanager
+def secured_demo(
     tmp_path: Path, secured: tuple[Path, Path]
-) -> None:
+) -> Iterator[tuple[str, ssl.SSLContext]]:
+    """The demo behind the secured web config; yields its HTTPS URL and the CA to trust."""
     web, web_config = secured
     ca = ssl.create_default_context(cafile=web / "medulla-exporter-ca.pem")
     flags = ("--web.config.file", str(web_config))
     with demo_exporter(tmp_path, *flags, scheme="https", verify=ca) as exporter:
+        yield exporter, ca
+
+
+def test_prometheus_scrapes_over_tls_with_basic_auth_and_a_wrong_password_gets_401(
+    tmp_path: Path, secured: tuple[Path, Path]
+) -> None:
+    web, _ = secured
+    with secured_demo(tmp_path, secured) as (exporter, ca):
         address = exporter.removeprefix("https://")
         # Directly: no password and a wrong one are refused, the right one works.
         assert httpx.get(f"{exporter}/metrics", verify=ca).status_code == 401
@@ -167,10 +179,8 @@ def test_discovery_and_probes_from_a_secured_exporter(
     tmp_path: Path, secured: tuple[Path, Path]
 ) -> None:
     """docs/deployment.md: /sd over HTTPS with basic auth, then /probe with the same."""
-    web, web_config = secured
-    ca = ssl.create_default_context(cafile=web / "medulla-exporter-ca.pem")
-    flags = ("--web.config.file", str(web_config))
-    with demo_exporter(tmp_path, *flags, scheme="https", verify=ca) as exporter:
+    web, _ = secured
+    with secured_demo(tmp_path, secured) as (exporter, _ca):
         address = exporter.removeprefix("https://")
         credentials = example("secured.yml", address, web)["scrape_configs"][0]
         config = example("sd.yml", address)
