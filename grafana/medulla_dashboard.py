@@ -346,46 +346,24 @@ def entity_row() -> list[Builder[model.Panel]]:
         .override_by_name("Used", [fixed_color("orange")])
         .override_by_name("Available", [fixed_color("green")])
     )
-    masters = (
-        panel(
-            stat.Panel(),
-            "Masters storage",
-            "The partition that holds the masters: used share and space available.",
-            [
-                query(selector("medulla_imaging_masters_storage_used_ratio"), legend="Used"),
-                query(
-                    selector("medulla_imaging_masters_storage_avail_bytes"),
-                    ref_id="B",
-                    legend="Available",
-                ),
-            ],
-            (6, 6),
-            "percentunit",
-        )
-        .override_by_query("B", [model.DynamicConfigValue("unit", "bytes")])
-        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .reduce_options(last_value())
-    )
+    masters = values(
+        "Masters storage",
+        "The partition that holds the masters: used share and space available.",
+        [
+            (selector("medulla_imaging_masters_storage_used_ratio"), "Used"),
+            (selector("medulla_imaging_masters_storage_avail_bytes"), "Available"),
+        ],
+        "percentunit",
+    ).override_by_query("B", [model.DynamicConfigValue("unit", "bytes")])
     uptime = selector("medulla_imaging_uptime_seconds")
-    up_since = (
-        panel(
-            stat.Panel(),
-            "Up since",
-            "How long the imaging server has run without a reboot, as the page shows it.",
-            [
-                query(f"floor({uptime} / 86400)", legend="days"),
-                query(f"floor({uptime} % 86400 / 3600)", ref_id="B", legend="hours"),
-                query(f"floor({uptime} % 3600 / 60)", ref_id="C", legend="minutes"),
-            ],
-            (6, 6),
-            "none",
-        )
-        .decimals(0)
-        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .color_mode(common.BigValueColorMode.NONE)
-        .reduce_options(last_value())
+    up_since = counts(
+        "Up since",
+        "How long the imaging server has run without a reboot, as the page shows it.",
+        [
+            (f"floor({uptime} / 86400)", "days"),
+            (f"floor({uptime} % 86400 / 3600)", "hours"),
+            (f"floor({uptime} % 3600 / 60)", "minutes"),
+        ],
     )
     memory = bars(
         "Memory",
@@ -409,32 +387,14 @@ def entity_row() -> list[Builder[model.Panel]]:
         (4, 6),
         "bytes",
     )
-    statistics = (
-        panel(
-            stat.Panel(),
-            "Entity statistics",
-            "Clients registered in the entity, those with a rescue image, masters available.",
-            [
-                query(selector("medulla_imaging_clients_registered"), legend="Clients registered"),
-                query(
-                    selector("medulla_imaging_clients_with_rescue_image"),
-                    ref_id="B",
-                    legend="With a rescue image",
-                ),
-                query(
-                    selector("medulla_imaging_masters_available"),
-                    ref_id="C",
-                    legend="Masters available",
-                ),
-            ],
-            (6, 6),
-            "none",
-        )
-        .decimals(0)
-        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
-        .graph_mode(common.BigValueGraphMode.NONE)
-        .color_mode(common.BigValueColorMode.NONE)
-        .reduce_options(last_value())
+    statistics = counts(
+        "Entity statistics",
+        "Clients registered in the entity, those with a rescue image, masters available.",
+        [
+            (selector("medulla_imaging_clients_registered"), "Clients registered"),
+            (selector("medulla_imaging_clients_with_rescue_image"), "With a rescue image"),
+            (selector("medulla_imaging_masters_available"), "Masters available"),
+        ],
     )
     rescue = bars(
         "Clients with a rescue image",
@@ -513,6 +473,33 @@ def fixed_color(color: str) -> model.DynamicConfigValue:
     return model.DynamicConfigValue("color", {"mode": "fixed", "fixedColor": color})
 
 
+def queries(series: list[tuple[str, str]]) -> list[prom.Dataquery]:
+    """One instant query per (expression, legend), with ref ids A, B, C..."""
+    return [
+        query(expr, ref_id=chr(ord("A") + i), legend=legend)
+        for i, (expr, legend) in enumerate(series)
+    ]
+
+
+def values(title: str, description: str, series: list[tuple[str, str]], unit: str) -> stat.Panel:
+    """Figures side by side with their names, as the page writes them."""
+    return (
+        panel(stat.Panel(), title, description, queries(series), (6, 6), unit)
+        .text_mode(common.BigValueTextMode.VALUE_AND_NAME)
+        .graph_mode(common.BigValueGraphMode.NONE)
+        .reduce_options(last_value())
+    )
+
+
+def counts(title: str, description: str, series: list[tuple[str, str]]) -> stat.Panel:
+    """Whole numbers, uncoloured: counts and durations in days, hours, minutes."""
+    return (
+        values(title, description, series, "none")
+        .decimals(0)
+        .color_mode(common.BigValueColorMode.NONE)
+    )
+
+
 def bars(
     title: str,
     description: str,
@@ -521,10 +508,7 @@ def bars(
     unit: str,
 ) -> bargauge.Panel:
     """Bars on one scale (from 0 to the largest), so that a part reads against its whole."""
-    targets = [
-        query(selector(metric), ref_id=chr(ord("A") + i), legend=legend)
-        for i, (metric, legend) in enumerate(metrics)
-    ]
+    targets = queries([(selector(metric), legend) for metric, legend in metrics])
     return (
         panel(bargauge.Panel(), title, description, targets, size, unit)
         .min(0)
