@@ -18,10 +18,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, ScrapeCollector
 from medulla_imaging_exporter.config import Entity
-from medulla_imaging_exporter.exposition import encode
+from medulla_imaging_exporter.exposition import GaugeFamily, encode
 from medulla_imaging_exporter.model import (
     EntityStatus,
     Filesystem,
@@ -134,6 +135,9 @@ def test_any_label_value_number_and_help_text(
     unit = GaugeMetricFamily("u_seconds", doc, unit="seconds")  # not plain either
     odd_label = GaugeMetricFamily("odd", doc, labels=["entity", "lé"])  # nor a UTF-8 label name
     stamped = GaugeMetricFamily("stamped", doc, labels=["entity"])  # nor a timestamp
+    rows_gauge = GaugeFamily("rows_bytes", doc, ["entity", "a_label"])  # label values once
+    rows_bare = GaugeFamily("rows_bare", doc, [])
+    rows_odd = GaugeFamily("rows_odd", doc, ["entity", "lé"])  # back to the library's path
     for a, b, v in rows:
         gauge.add_metric([a, b], v)
         bare.add_metric([], v)
@@ -142,6 +146,44 @@ def test_any_label_value_number_and_help_text(
         unit.add_metric([], v)
         odd_label.add_metric([a, b], v)
         stamped.add_metric([a], v, timestamp=1.5)
-    families = [gauge, bare, info, counter, unit, odd_label, stamped]
+        rows_gauge.add_metric([a, b], v)
+        rows_bare.add_metric([], v)
+        rows_odd.add_metric([a, b], v)
+    families = [
+        gauge,
+        bare,
+        info,
+        counter,
+        unit,
+        odd_label,
+        stamped,
+        rows_gauge,
+        rows_bare,
+        rows_odd,
+    ]
     collectors: list[Collector] = [Frozen(families)]
     assert encode(collectors, accept) == reference(collectors, accept)
+
+
+def test_a_gauge_family_keeps_its_rows_as_prometheus_client_samples() -> None:
+    family = GaugeFamily("g", "doc", ["entity", "section"])
+    family.add_metric(["Public", "disk_info"], 1.0)
+    reference = GaugeMetricFamily("g", "doc", labels=["entity", "section"])
+    reference.add_metric(["Public", "disk_info"], 1.0)
+    assert family.samples == reference.samples
+    assert family == reference
+
+
+def test_a_gauge_family_refuses_rows_that_do_not_fit() -> None:
+    family = GaugeFamily("g", "doc", ["entity", "section"])
+    with pytest.raises(ValueError, match=r"expected labels \('entity', 'section'\)"):
+        family.add_metric(["Public"], 1.0)
+    with pytest.raises(TypeError, match="add_metric"):
+        family.samples = reference_samples()
+    assert family.rows == []
+
+
+def reference_samples() -> list[Sample]:
+    reference = GaugeMetricFamily("g", "doc", labels=["entity"])
+    reference.add_metric(["Public"], 1.0)
+    return list(reference.samples)

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.config import Entity, redact_url
+from medulla_imaging_exporter.exposition import GaugeFamily
 from medulla_imaging_exporter.model import (
     DatabaseSnapshot,
     EntityStatus,
@@ -27,8 +28,8 @@ from medulla_imaging_exporter.model import (
 PREFIX = "medulla_imaging"
 
 
-def _gauge(name: str, doc: str, labels: Sequence[str] = ("entity",)) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=list(labels))
+def _gauge(name: str, doc: str, labels: Sequence[str] = ("entity",)) -> GaugeFamily:
+    return GaugeFamily(f"{PREFIX}_{name}", doc, labels)
 
 
 # Per-reply gauges: (metric name, help, part of the Reply or None for the Reply, attribute).
@@ -118,6 +119,12 @@ _FILESYSTEM_GAUGES = [
 ]
 
 
+# Each state with its label value, read once: an enum's ``.value`` is a slow property.
+_STATUSES = [(st, st.value) for st in Status]
+_REASONS = [(r, r.value) for r in Reason]
+_SECTIONS = [(sec, sec.value) for sec in Section]
+
+
 def entity_metrics(
     entities: Sequence[Entity],
     statuses: Iterable[EntityStatus],
@@ -167,16 +174,16 @@ def entity_metrics(
         info.add_metric(
             [*name, entity.uuid or "", redact_url(entity.url) if entity.url else ""], {}
         )
-        for st in Status:
-            status_g.add_metric([s.entity, st.value], 1.0 if s.status is st else 0.0)
+        for st, st_label in _STATUSES:
+            status_g.add_metric((s.entity, st_label), 1.0 if s.status is st else 0.0)
         stats, source = entity_stats(entity, s, database)
         for gauge, attribute in stats_gauges if stats is not None else ():
             gauge.add_metric([s.entity, source], float(getattr(stats, attribute)))
         if s.status is Status.NOT_LINKED:
             continue
         up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
-        for r in Reason:
-            reason_g.add_metric([s.entity, r.value], 1.0 if s.reason is r else 0.0)
+        for r, r_label in _REASONS:
+            reason_g.add_metric((s.entity, r_label), 1.0 if s.reason is r else 0.0)
         if s.duration_seconds is not None:
             duration.add_metric(name, s.duration_seconds)
         if s.timeout_seconds is not None:
@@ -186,8 +193,8 @@ def entity_metrics(
         reply = s.reply
         if reply is None:
             continue
-        for sec in Section:
-            section_g.add_metric([s.entity, sec.value], 0.0 if sec in reply.section_errors else 1.0)
+        for sec, sec_label in _SECTIONS:
+            section_g.add_metric((s.entity, sec_label), 0.0 if sec in reply.section_errors else 1.0)
         for gauge, part, attribute in reply_gauges:
             value = _read(reply, part, attribute)
             if value is not None:

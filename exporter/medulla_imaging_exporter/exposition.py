@@ -5,7 +5,8 @@ prometheus_client's encoders spend most of a probe's CPU validating and escaping
 the same label names and values again for every sample. Plain gauge and info
 families (all the per-entity ones) are written here, in either text format; any
 other family goes through prometheus_client's own encoder, so the output is the
-same in every case.
+same in every case. ``GaugeFamily`` goes further: it keeps label values and numbers
+rather than ``Sample`` objects, and each distinct set of label values is written once.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from prometheus_client import exposition
 from prometheus_client.core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 _METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -29,6 +31,35 @@ _EOF = "# EOF\n"
 _IDENTITY_ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8)
 # Go's float formatting, as prometheus_client writes values (the function is untyped).
 _go_float = cast(Callable[[float], str], floatToGoString)
+
+
+class GaugeFamily(Metric):
+    """A gauge family kept as rows of label values and a number.
+
+    Fifty thousand ``Sample`` tuples, each with its own label dictionary, cost more to
+    build and to write than the text they become. ``samples`` is still made on demand,
+    for prometheus_client's encoders and for anyone reading the family.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        super().__init__(name, documentation, "gauge")
+        self.labelnames = tuple(labelnames)
+        self.rows: list[tuple[tuple[str, ...], float]] = []
+
+    def add_metric(self, labels: Sequence[str], value: float) -> None:
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labels!r}")
+        self.rows.append((tuple(labels), value))
+
+    @property
+    def samples(self) -> list[Sample]:
+        names = self.labelnames
+        return [Sample(self.name, dict(zip(names, v, strict=True)), x) for v, x in self.rows]
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        if samples:  # Metric.__init__ sets an empty list
+            raise TypeError("add the samples of a GaugeFamily with add_metric")
 
 
 class _Families(Collector):
@@ -68,6 +99,14 @@ class _Memo:
     def __init__(self) -> None:
         self.pairs: dict[tuple[str, str], str] = {}
         self.numbers: dict[float, str] = {}
+        # label names -> label values -> '{name="value",...}', for GaugeFamily rows
+        self.label_sets: dict[tuple[str, ...], dict[tuple[str, ...], str]] = {}
+
+    def pair(self, name: str, value: str) -> str:
+        text = self.pairs.get((name, value))
+        if text is None:
+            text = self.pairs[name, value] = f'{name}="{_escape_value(value)}"'
+        return text
 
     def number(self, value: float) -> str:
         if value == 0:  # 0.0 and -0.0 are one dictionary key but two texts
@@ -90,6 +129,8 @@ def _family(metric: Metric, om: bool, memo: _Memo) -> str | None:
         doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
     lines = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"]
     sample_name = _sample_name(metric)
+    if isinstance(metric, GaugeFamily):
+        return _rows(metric, lines, memo)
     pairs = memo.pairs
     for s in metric.samples:
         if s.name != sample_name or s.timestamp is not None or s.exemplar or s.native_histogram:
@@ -97,15 +138,29 @@ def _family(metric: Metric, om: bool, memo: _Memo) -> str | None:
         if s.labels:
             texts = []
             for item in sorted(s.labels.items()):
-                text = pairs.get(item)
-                if text is None:
-                    if not _LABEL_NAME.match(item[0]):
-                        return None
-                    text = pairs[item] = f'{item[0]}="{_escape_value(item[1])}"'
-                texts.append(text)
+                if item not in pairs and not _LABEL_NAME.match(item[0]):
+                    return None
+                texts.append(memo.pair(*item))
             lines.append(f"{sample_name}{{{','.join(texts)}}} {memo.number(s.value)}\n")
         else:
             lines.append(f"{sample_name} {memo.number(s.value)}\n")
+    return "".join(lines)
+
+
+def _rows(metric: GaugeFamily, lines: list[str], memo: _Memo) -> str | None:
+    """The sample lines of a ``GaugeFamily``, each set of label values escaped once."""
+    names = metric.labelnames
+    if not all(_LABEL_NAME.match(n) for n in names):
+        return None
+    order = sorted(range(len(names)), key=names.__getitem__)
+    texts = memo.label_sets.setdefault(names, {})
+    name, number, pair = metric.name, memo.number, memo.pair
+    for values, value in metric.rows:
+        text = texts.get(values)
+        if text is None:
+            pairs = ",".join([pair(names[i], values[i]) for i in order])
+            text = texts[values] = f"{{{pairs}}}" if names else ""
+        lines.append(f"{name}{text} {number(value)}\n")
     return "".join(lines)
 
 
