@@ -18,7 +18,13 @@ from medulla_imaging_exporter.config import Entity
 from medulla_imaging_exporter.model import Reason, Status
 from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.simulator import Behaviour, ServerData, SimulatedServer
-from medulla_imaging_exporter.transport import USER_AGENT, ImagingClient, WireEvents
+from medulla_imaging_exporter.transport import (
+    USER_AGENT,
+    ImagingClient,
+    WireEvents,
+    _Backend,
+    _Receiver,
+)
 from tests.conftest import MakeServer
 
 EntityFor = Callable[..., Entity]
@@ -188,3 +194,48 @@ async def test_the_session_cookie_is_never_sent_back(
         await asyncio.sleep(0.05)
     assert relay.sent.count(b"POST /imaging_api") == 3
     assert b"cookie" not in relay.sent.lower()
+
+
+async def test_a_client_sends_one_request_at_a_time(
+    make_server: MakeServer, entity_for: EntityFor
+) -> None:
+    """The prober never overlaps two probes of a server; the client refuses if asked to."""
+    server = await make_server(Behaviour.STALL_REPLY)
+    client = ImagingClient(entity_for(server, timeout=0.5))
+    try:
+        first = asyncio.create_task(client.call(0.5, WireEvents()))
+        await asyncio.sleep(0.1)  # the first request is waiting for its reply
+        second = await client.call(0.5, WireEvents())
+        assert isinstance(second.error, RuntimeError), second
+        assert "already under way" in str(second.error)
+        assert isinstance((await first).error, TimeoutError)
+    finally:
+        await client.aclose()
+    assert server.connections == 1
+
+
+async def test_a_flooding_server_is_read_only_as_fast_as_the_reply_is_consumed() -> None:
+    """Reading pauses once ``_Receiver.HIGH_WATER`` bytes wait, and resumes as they go."""
+    flood = b"x" * (1 << 20)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            for _ in range(16):
+                writer.write(flood)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        stream = await _Backend().connect_tcp("127.0.0.1", port)
+        receiver = stream._receiver  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)  # the server has far more to send than we buffer
+        assert receiver.paused
+        assert receiver.buffered < _Receiver.HIGH_WATER + (1 << 20)
+        received = 0
+        while data := await stream.read(65536):
+            received += len(data)
+            assert receiver.buffered < _Receiver.HIGH_WATER + (1 << 20)
+        await stream.aclose()
+    assert received == 16 * len(flood)

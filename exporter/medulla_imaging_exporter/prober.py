@@ -82,8 +82,8 @@ class Prober:
         if timeout_cap is not None:
             timeout = max(min(timeout, timeout_cap), MIN_TIMEOUT_SECONDS)
         flight = self._flights.get(entity)
-        if flight is None:
-            flight = self._start(entity, timeout)
+        if flight is None:  # a probe of our own ends by its own deadline
+            return await asyncio.shield(self._start(entity, timeout).task)
         try:
             async with asyncio.timeout(timeout + 0.05):
                 return await asyncio.shield(flight.task)

@@ -329,22 +329,54 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await asyncio.sleep(seconds)
 
 
-class _Transport(httpx.AsyncHTTPTransport):
-    """httpx's transport with one kept-alive connection over ``_Backend``.
+_BACKEND = _Backend()
 
-    httpx takes no network backend, so the pool it builds is replaced by an identical
-    one that has ours (httpx is pinned below 0.29; ``tests/test_transport.py`` checks it).
+
+class _OneConnection(httpcore.AsyncConnectionPool):
+    """httpcore's pool cut down to the one kept-alive connection a server gets.
+
+    The pool queues requests for many connections under locks, twice per request; the
+    prober never sends a server two requests at once, so one ``AsyncHTTPConnection``,
+    replaced when it closed or expired, does the same for less CPU.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__(ssl_context=context, keepalive_expiry=KEEPALIVE_SECONDS)
+        self._context = context
+        self._connection: httpcore.AsyncHTTPConnection | None = None
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        connection = self._connection
+        if connection is not None and (connection.is_closed() or connection.has_expired()):
+            await connection.aclose()
+            connection = None
+        if connection is None:
+            connection = self._connection = httpcore.AsyncHTTPConnection(
+                origin=request.url.origin,
+                ssl_context=self._context,
+                keepalive_expiry=KEEPALIVE_SECONDS,
+                network_backend=_BACKEND,
+            )
+        elif not connection.is_available():
+            raise RuntimeError("a request to this server is already under way")
+        return await connection.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._connection is not None:
+            await self._connection.aclose()
+            self._connection = None
+
+
+class _Transport(httpx.AsyncHTTPTransport):
+    """httpx's transport over ``_OneConnection`` and ``_Backend``.
+
+    httpx takes neither a pool nor a network backend, so the pool it builds is replaced
+    (httpx is pinned below 0.29; ``tests/test_transport.py`` checks it).
     """
 
     def __init__(self, context: ssl.SSLContext) -> None:
         super().__init__(verify=context)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            max_connections=1,
-            max_keepalive_connections=1,
-            keepalive_expiry=KEEPALIVE_SECONDS,
-            network_backend=_Backend(),
-        )
+        self._pool = _OneConnection(context)
 
 
 _NO_TIMEOUT = httpx.Timeout(None).as_dict()
