@@ -279,6 +279,19 @@ async def test_scrape_timeout_caps_the_entity_timeout(
     assert status.duration_seconds is not None and status.duration_seconds < 30
 
 
+async def test_the_deadline_counts_from_the_start_of_the_scrape(
+    make_server: MakeServer, entity_for: EntityFor
+) -> None:
+    """A probe that gets its turn late (a thousand others went first) still ends in time."""
+    entity = entity_for(await make_server(Behaviour.STALL_REPLY), timeout=30.0)
+    async with started(entity) as prober:
+        since = asyncio.get_running_loop().time() - 29.5  # the scrape began 29.5 s ago
+        status = await prober.probe(entity, since=since)
+    assert status.reason is Reason.TIMEOUT
+    assert status.timeout_seconds == 30.0  # the budget, as configured
+    assert status.duration_seconds is not None and status.duration_seconds < 15
+
+
 async def test_a_waiter_with_a_shorter_deadline_than_the_flight_it_joins(
     make_server: MakeServer, entity_for: EntityFor
 ) -> None:

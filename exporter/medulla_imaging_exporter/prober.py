@@ -73,7 +73,11 @@ class Prober:
             client = self._clients[entity] = ImagingClient(entity)
         return client
 
-    async def probe(self, entity: Entity, timeout_cap: float | None = None) -> EntityStatus:
+    async def probe(
+        self, entity: Entity, timeout_cap: float | None = None, since: float | None = None
+    ) -> EntityStatus:
+        """``since`` is when the scrape began, in loop time: the deadline counts from there,
+        not from when this probe got its turn on a busy loop."""
         if entity.url is None:
             status = classify(entity, None)
             self.last[entity.name] = status
@@ -81,23 +85,26 @@ class Prober:
         timeout = entity.timeout
         if timeout_cap is not None:
             timeout = max(min(timeout, timeout_cap), MIN_TIMEOUT_SECONDS)
+        loop = asyncio.get_running_loop()
+        deadline = (loop.time() if since is None else since) + timeout
         flight = self._flights.get(entity)
         if flight is None:  # a probe of our own ends by its own deadline
-            return await asyncio.shield(self._start(entity, timeout).task)
+            return await asyncio.shield(self._start(entity, timeout, deadline).task)
         try:
-            async with asyncio.timeout(timeout + 0.05):
+            async with asyncio.timeout_at(deadline + 0.05):
                 return await asyncio.shield(flight.task)
         except TimeoutError as err:
             # The probe we joined runs on a longer deadline than this scrape allows.
             exchange = snapshot(flight.events, flight.started_at, flight.t0, error=err)
             return replace(classify(entity, exchange), timeout_seconds=timeout)
 
-    def _start(self, entity: Entity, timeout: float) -> _Flight:
+    def _start(self, entity: Entity, timeout: float, deadline: float) -> _Flight:
         events = WireEvents()
         t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
 
         async def run() -> EntityStatus:
-            exchange = await self._client(entity).call(timeout, events)
+            exchange = await self._client(entity).call(deadline - loop.time(), events)
             status = replace(classify(entity, exchange), timeout_seconds=timeout)
             self.history.add(entity, status, exchange, events, t0)
             if status.reason is not None:
@@ -117,7 +124,7 @@ class Prober:
                 await stray.aclose()
             return status
 
-        task = asyncio.get_running_loop().create_task(run(), name=f"probe {entity.name}")
+        task = loop.create_task(run(), name=f"probe {entity.name}")
         flight = self._flights[entity] = _Flight(task, events, t0)
         task.add_done_callback(lambda _: self._flights.pop(entity, None))
         return flight
@@ -125,7 +132,10 @@ class Prober:
     async def probe_all(
         self, entities: Sequence[Entity], timeout_cap: float | None = None
     ) -> list[EntityStatus]:
-        return list(await asyncio.gather(*(self.probe(e, timeout_cap) for e in entities)))
+        """Every deadline counts from now: with a thousand entities the last probe starts
+        a good part of a second after the first, and the scrape must still end in time."""
+        since = asyncio.get_running_loop().time()
+        return list(await asyncio.gather(*(self.probe(e, timeout_cap, since) for e in entities)))
 
     async def aclose(self) -> None:
         for flight in list(self._flights.values()):
