@@ -6,6 +6,7 @@ once, so that an administrator fixes a file in one pass.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import ssl
@@ -105,6 +106,7 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+@functools.lru_cache(maxsize=4096)  # every entity's URL, at every scrape
 def redact_url(url: str) -> str:
     """The URL without user and password, for labels, pages, logs and error messages."""
     try:
