@@ -51,3 +51,35 @@ def test_the_client_benchmark_runs_against_a_simulated_server() -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("CPU per request (median of 2 batches of 5): client "), run.stdout
     assert run.stdout.rstrip().endswith(" ms")
+
+
+def instructions(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "instructions.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_every_operation_of_the_instruction_count_runs() -> None:
+    for operation in ("request", "parse", "encode"):
+        run = instructions("--inner", operation, "1")
+        assert run.returncode == 0, (operation, run.stderr)
+
+
+def test_the_instruction_count_is_read_from_valgrind(tmp_path: Path) -> None:
+    output = tmp_path / "instructions.txt"
+    run = instructions("parse", "--counts", "1", "3", "--output", str(output))
+    assert run.returncode == 0, run.stderr
+    row = run.stdout.splitlines()[0]
+    assert row in output.read_text().splitlines()
+    assert row.startswith("| parse | "), run.stdout
+    assert int(row.split("|")[2].replace(",", "")) > 10_000  # a reply takes many thousands
+
+
+def test_an_unknown_operation_is_refused() -> None:
+    run = instructions("parse", "nothing")
+    assert run.returncode == 2
+    assert "unknown operations: nothing" in run.stderr

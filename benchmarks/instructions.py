@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Instructions per operation, counted by valgrind: a figure that machine load cannot move.
+
+CPU time on a shared virtual machine moves by a quarter from one run to the next, which
+hides a 5 % saving; hardware counters are not available there. Valgrind's cachegrind
+counts the user-space instructions the process executes (system calls count as one,
+so this leaves out the kernel's share, small here). Each operation runs K1 and then K2
+times in a fresh interpreter under valgrind; the difference divided by K2 - K1 leaves
+out start-up and imports. Operations:
+
+- ``request``: ``ImagingClient.call`` on a kept-alive TLS connection to a simulated
+  server (in a child process, not counted);
+- ``parse``: ``parse_body`` of the simulator's reply;
+- ``encode``: the exposition (OpenMetrics) of one entity, in a scrape of 1,000.
+
+Needs Debian's ``valgrind``. Prints a table and writes it to
+``benchmarks/results/instructions.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "instructions.txt"
+ENTITIES = 1000
+# (K1, K2) per operation: enough repetitions for the difference to dwarf the noise.
+COUNTS = {"request": (20, 420), "parse": (100, 1100), "encode": (1, 4)}
+PER = {"request": 1, "parse": 1, "encode": ENTITIES}
+
+
+def _requests(count: int) -> None:
+    sys.path.insert(0, str(HERE))
+    from client import serve  # the same simulated server as benchmarks/client.py
+
+    from medulla_imaging_exporter.config import Entity, TLSConfig
+    from medulla_imaging_exporter.transport import ImagingClient, WireEvents
+
+    async def run(entity: Entity) -> None:
+        client = ImagingClient(entity)
+        try:
+            for _ in range(count):
+                exchange = await client.call(5.0, WireEvents())
+                if exchange.status_code != 200:
+                    raise RuntimeError(f"the simulated server answered {exchange!r}")
+        finally:
+            await client.aclose()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe, child_end = multiprocessing.Pipe()
+        child = multiprocessing.get_context("spawn").Process(target=serve, args=(tmp, child_end))
+        child.start()
+        try:
+            url, ca_file = pipe.recv()
+            asyncio.run(run(Entity("Bench", url=url, tls=TLSConfig(ca_file=Path(ca_file)))))
+        finally:
+            pipe.send(False)
+            child.join(10)
+
+
+def _parse(count: int) -> None:
+    from medulla_imaging_exporter.parsing import parse_body
+    from medulla_imaging_exporter.simulator import ServerData
+
+    body = ServerData().body()
+    for _ in range(count):
+        parse_body(body)
+
+
+def _encode(count: int) -> None:
+    from medulla_imaging_exporter.collector import ScrapeCollector
+    from medulla_imaging_exporter.config import Entity
+    from medulla_imaging_exporter.exposition import encode
+    from medulla_imaging_exporter.model import EntityStatus, Status
+    from medulla_imaging_exporter.parsing import parse_body
+    from medulla_imaging_exporter.simulator import ServerData
+
+    entities = [
+        Entity(f"entity-{i:04d}", uuid=f"UUID{i}", url=f"https://127.0.0.1:{10000 + i}/imaging_api")
+        for i in range(ENTITIES)
+    ]
+    now = time.time()
+    statuses = [
+        EntityStatus(
+            e.name,
+            Status.AVAILABLE,
+            None,
+            "",
+            now,
+            0.001 * i,
+            parse_body(ServerData().body()),
+            1.8e9,
+            2.0,
+        )
+        for i, e in enumerate(entities)
+    ]
+    for _ in range(count):
+        encode([ScrapeCollector(entities, statuses)], "application/openmetrics-text")
+
+
+OPERATIONS: dict[str, Callable[[int], None]] = {
+    "request": _requests,
+    "parse": _parse,
+    "encode": _encode,
+}
+
+
+def instructions(operation: str, count: int) -> int:
+    """User-space instructions of a fresh interpreter running ``operation`` ``count`` times."""
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--inner",
+        operation,
+        str(count),
+    ]
+    # A fixed hash seed: dictionaries and sets then lay out the same way at every run.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("operations", nargs="*", help=f"among {', '.join(OPERATIONS)} (all)")
+    parser.add_argument(
+        "--counts", nargs=2, type=int, metavar=("K1", "K2"), help="repetitions, for every operation"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"table file ({RESULTS})")
+    parser.add_argument("--inner", nargs=2, metavar=("OPERATION", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inner:
+        OPERATIONS[args.inner[0]](int(args.inner[1]))
+        return 0
+    unknown = set(args.operations) - set(OPERATIONS)
+    if unknown:
+        parser.error(f"unknown operations: {', '.join(sorted(unknown))}")
+    lines = ["| operation | instructions per operation |", "|---|---:|"]
+    for operation in args.operations or OPERATIONS:
+        low, high = args.counts or COUNTS[operation]
+        per = (instructions(operation, high) - instructions(operation, low)) / (high - low)
+        lines.append(f"| {operation} | {per / PER[operation]:,.0f} |")
+        print(lines[-1], flush=True)
+    args.output.parent.mkdir(exist_ok=True)
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
