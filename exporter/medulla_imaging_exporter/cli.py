@@ -11,16 +11,19 @@ import signal
 import ssl
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from medulla_imaging_exporter import __version__, logs
 from medulla_imaging_exporter.config import ConfigError, load_config
-from medulla_imaging_exporter.demo import start_demo
 from medulla_imaging_exporter.history import DEFAULT_LIMIT
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.web import create_app
 from medulla_imaging_exporter.webconfig import WebConfig, load_web_config
+
+if TYPE_CHECKING:
+    from medulla_imaging_exporter.demo import Demo
 
 DEFAULT_PORT = 9867
 GC_THRESHOLD = 10_000
@@ -111,7 +114,7 @@ async def serve(args: argparse.Namespace) -> int:
     except ConfigError as err:
         log.error("invalid web configuration", extra={"err": str(err)})
         return 1
-    demo = await start_demo() if args.demo else None
+    demo = await _start_demo() if args.demo else None
     try:
         if demo is not None:
             runtime = Runtime(lambda: demo.config, args.timeout_offset, args.history_limit)
@@ -153,6 +156,13 @@ async def serve(args: argparse.Namespace) -> int:
         if demo is not None:
             await demo.aclose()
     return 0
+
+
+async def _start_demo() -> Demo:
+    """Imported only with ``--demo``: the simulator needs trustme and cryptography (9 MB)."""
+    from medulla_imaging_exporter.demo import start_demo
+
+    return await start_demo()
 
 
 def _ssl_context(web_config: WebConfig | None) -> ssl.SSLContext | None:

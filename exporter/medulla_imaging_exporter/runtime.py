@@ -6,14 +6,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from medulla_imaging_exporter.collector import ReloadState
 from medulla_imaging_exporter.config import Config, ConfigError
-from medulla_imaging_exporter.database import DatabaseRefresher
 from medulla_imaging_exporter.discovery import merge_entities
 from medulla_imaging_exporter.history import DEFAULT_LIMIT, History
 from medulla_imaging_exporter.model import DatabaseSnapshot
 from medulla_imaging_exporter.prober import Prober
+
+if TYPE_CHECKING:
+    from medulla_imaging_exporter.database import DatabaseRefresher
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class Runtime:
             self.database.close()
             self.database = None
         elif db is not None and self.database is None:
+            # Imported only with a ``database:`` block: PyMySQL costs 1 MB to every exporter.
+            from medulla_imaging_exporter.database import DatabaseRefresher
+
             self.database = DatabaseRefresher(db, self._refreshed)
         elif db is not None and self.database is not None:
             self.database.configure(db)  # a reload refreshes at once

@@ -18,9 +18,8 @@ from typing import Any, cast
 
 import httpcore
 import httpx
-from cryptography import x509
 
-from medulla_imaging_exporter import __version__
+from medulla_imaging_exporter import __version__, certificate
 from medulla_imaging_exporter.config import Entity, TLSConfig, ssl_context
 from medulla_imaging_exporter.parsing import REQUEST_BODY
 
@@ -389,9 +388,12 @@ def _context(tls: TLSConfig) -> ssl.SSLContext:
 
 
 @functools.lru_cache(maxsize=4096)
-def cert_not_after(der: bytes) -> float:
-    """Expiry of a DER certificate, read even when verification is off."""
-    return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
+def cert_not_after(der: bytes) -> float | None:
+    """Expiry of a DER certificate, read even when verification is off; None if unreadable."""
+    try:
+        return certificate.not_after(der)
+    except certificate.CertificateError:
+        return None
 
 
 def snapshot(events: WireEvents, started_at: float, t0: float, **kw: Any) -> Exchange:
