@@ -23,7 +23,7 @@ import tempfile
 import tracemalloc
 from pathlib import Path
 
-from bench import Farm, exporter_config, raise_nofile  # type: ignore[attr-defined]
+from bench import Farm, exporter_config, raise_nofile
 
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector
 from medulla_imaging_exporter.config import load_config

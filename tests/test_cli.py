@@ -128,3 +128,45 @@ def test_sighup_reloads_and_a_bad_file_keeps_the_running_config(tmp_path: Path) 
     assert "configuration reloaded" in messages
     failed = next(r for r in records if r["msg"].startswith("reload failed"))
     assert failed["level"] == "error" and "not valid YAML" in failed["err"]
+
+
+# What the running exporter loads only when asked for: the simulator (--demo), the database.
+OPTIONAL_MODULES = ("cryptography", "trustme", "pymysql", "medulla_imaging_exporter.simulator")
+LOADED_MODULES = """
+import asyncio, sys
+from medulla_imaging_exporter import cli
+from medulla_imaging_exporter.config import load_config
+from medulla_imaging_exporter.runtime import Runtime
+
+async def main() -> None:
+    runtime = Runtime(lambda: load_config(sys.argv[1]))
+    await runtime.aclose()
+
+asyncio.run(main())
+print(" ".join(m for m in sys.argv[2:] if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "loaded"),
+    [
+        ("entities:\n  - name: Public\n    url: https://127.0.0.1:9/imaging_api\n", ""),
+        # PyMySQL loads cryptography for MySQL 8's password exchange.
+        ((FIXTURES / "configs" / "database" / "good-file-password.yml"), "cryptography pymysql"),
+    ],
+)
+def test_the_exporter_imports_optional_modules_only_when_needed(
+    tmp_path: Path, config: str | Path, loaded: str
+) -> None:
+    if isinstance(config, str):
+        (tmp_path / "config.yml").write_text(config)
+        config = tmp_path / "config.yml"
+    run = subprocess.run(
+        [sys.executable, "-c", LOADED_MODULES, str(config), *OPTIONAL_MODULES],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == loaded

@@ -48,9 +48,9 @@ def _element(der: bytes, offset: int) -> tuple[int, int, int]:
 
 
 def _expect(der: bytes, offset: int, tag: int, what: str) -> tuple[int, int]:
-    found, start, end = _element(der, offset)
-    if found != tag:
-        raise CertificateError(f"expected {what} (tag 0x{tag:02x}), found tag 0x{found:02x}")
+    if offset < len(der) and der[offset] != tag:  # before the length: PEM says so clearly
+        raise CertificateError(f"expected {what} (tag 0x{tag:02x}), found tag 0x{der[offset]:02x}")
+    _, start, end = _element(der, offset)
     return start, end
 
 
