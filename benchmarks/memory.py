@@ -41,15 +41,17 @@ def rss_bytes() -> int:
     raise RuntimeError("no VmRSS")
 
 
-def by_file(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int) -> list[str]:
-    stats = after.compare_to(before, "filename")
+def grouped(
+    before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, key: str, top: int
+) -> list[str]:
+    stats = after.compare_to(before, key)
     return [
-        f"  {s.size_diff / MB:8.2f} MB  {s.count_diff:+8d} blocks  {s.traceback[0].filename}"
+        f"  {s.size_diff / MB:8.2f} MB  {s.count_diff:+8d} blocks  {s.traceback[0]}"
         for s in stats[:top]
     ]
 
 
-async def measure(entities: int, top: int, work: Path) -> None:
+async def measure(entities: int, key: str, top: int, work: Path) -> None:
     farm = Farm(entities, work)
     try:
         config = load_config(str(exporter_config(farm, work / "exporter.yml")))
@@ -69,9 +71,9 @@ async def measure(entities: int, top: int, work: Path) -> None:
         print(f"RSS added by the probes: {(rss1 - rss0) / MB:.1f} MB")
         print(
             f"Python allocations still alive: {traced / MB:.1f} MB, "
-            f"{traced / entities / 1e3:.1f} kB per entity; by file:"
+            f"{traced / entities / 1e3:.1f} kB per entity; by {key}:"
         )
-        print("\n".join(by_file(base, probed, top)))
+        print("\n".join(grouped(base, probed, key, top)))
         tracemalloc.reset_peak()
         start, _ = tracemalloc.get_traced_memory()
         body, _ = encode(
@@ -94,11 +96,12 @@ async def measure(entities: int, top: int, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--entities", type=int, default=1000)
-    parser.add_argument("--top", type=int, default=15, help="files listed (default 15)")
+    parser.add_argument("--top", type=int, default=15, help="lines listed (default 15)")
+    parser.add_argument("--key", choices=["filename", "lineno"], default="filename")
     args = parser.parse_args()
     raise_nofile()
     with tempfile.TemporaryDirectory(prefix="medulla-memory-") as work:
-        asyncio.run(measure(args.entities, args.top, Path(work)))
+        asyncio.run(measure(args.entities, args.key, args.top, Path(work)))
 
 
 if __name__ == "__main__":
