@@ -59,8 +59,12 @@ async def measure(entities: int, key: str, top: int, work: Path) -> None:
         gc.collect()
         tracemalloc.start()
         rss0, base = rss_bytes(), tracemalloc.take_snapshot()
-        for _ in range(2):
-            statuses = await runtime.prober.probe_all(config.entities)
+        statuses = await runtime.prober.probe_all(config.entities)
+        gc.collect()
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        statuses = await runtime.prober.probe_all(config.entities)
+        warm_peak = tracemalloc.get_traced_memory()[1] - start
         gc.collect()
         rss1, probed = rss_bytes(), tracemalloc.take_snapshot()
         up = sum(s.status.value == "available" for s in statuses)
@@ -74,6 +78,7 @@ async def measure(entities: int, key: str, top: int, work: Path) -> None:
             f"{traced / entities / 1e3:.1f} kB per entity; by {key}:"
         )
         print("\n".join(grouped(base, probed, key, top)))
+        print(f"tracemalloc peak during the second probe of all: {warm_peak / MB:.1f} MB above")
         tracemalloc.reset_peak()
         start, _ = tracemalloc.get_traced_memory()
         body, _ = encode(
