@@ -8,7 +8,6 @@ TLS start and finish, which HTTP status); deciding what that means is the job of
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import ssl
 import time
@@ -115,7 +114,9 @@ class _Receiver(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.chunks: collections.deque[bytes] = collections.deque()
+        # A list, not a deque: it rarely holds more than one chunk, and an empty deque
+        # weighs 760 bytes against 56, for each of a thousand idle connections.
+        self.chunks: list[bytes] = []
         self.buffered = 0
         self.paused = False
         self.eof = False
@@ -147,9 +148,9 @@ class _Receiver(asyncio.Protocol):
             self.waiter.set_result(None)
 
     def take(self, max_bytes: int) -> bytes:
-        data = self.chunks.popleft()
+        data = self.chunks.pop(0)
         if len(data) > max_bytes:
-            self.chunks.appendleft(data[max_bytes:])
+            self.chunks.insert(0, data[max_bytes:])
             data = data[:max_bytes]
         self.buffered -= len(data)
         if self.paused and self.buffered <= self.HIGH_WATER // 2 and self.transport is not None:
