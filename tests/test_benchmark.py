@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,20 @@ def test_an_unknown_operation_is_refused() -> None:
     run = instructions("parse", "nothing")
     assert run.returncode == 2
     assert "unknown operations: nothing" in run.stderr
+
+
+def test_the_memory_breakdown_runs_against_a_small_farm() -> None:
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "memory.py"), "--entities", "3", "--top", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "3 entities, 3 available after two probes each", run.stdout
+    assert re.fullmatch(
+        r"one exposition \(0\.\d MB of text\): tracemalloc peak [\d.]+ MB .*", lines[-1]
+    )
+    assert len([line for line in lines if " blocks " in line]) == 2
