@@ -11,9 +11,9 @@ import re
 import reprlib
 import xmlrpc.client
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from defusedxml.xmlrpc import DefusedExpatParser
+from typing import Any, NoReturn
+from xml.etree.ElementTree import Element, XMLParser
+from xml.parsers.expat import ParserCreate, XMLParserType
 
 from medulla_imaging_exporter.model import (
     Filesystem,
@@ -78,16 +78,152 @@ REQUEST_BODY = xmlrpc.client.dumps((), "imagingServerStatus").encode("utf-8")
 
 
 def decode_response(body: bytes) -> object:
-    """The single value of an XML-RPC methodResponse, parsed without entity expansion."""
-    unmarshaller = xmlrpc.client.Unmarshaller()
-    parser = DefusedExpatParser(unmarshaller, forbid_dtd=True)
+    """The single value of an XML-RPC methodResponse; any DTD is refused, so no entity expands.
+
+    Replies of the usual shape (what every XML-RPC library writes) are read from a tree
+    built by ElementTree's C parser; anything else (faults, errors, odd but accepted
+    shapes) goes through the standard library's ``Unmarshaller``, which decides both the
+    value and the error exactly as it always did.
+    """
     try:
-        parser.feed(body)
-        parser.close()
+        if _no_dtd_before_root(body):
+            return _read_tree(body)
+    except ParseError:
+        raise
+    except Exception:  # an odd shape or an error: the reference reader decides which
+        pass
+    return _unmarshal(body)
+
+
+class _Unusual(Exception):
+    """A reply shape the tree reader leaves to the standard library's tolerant reader."""
+
+
+class _RootReached(Exception):
+    """Ends the prolog check: a DTD can only come before the root element."""
+
+
+def _refuse_doctype(name: str, *_: object) -> NoReturn:
+    raise ParseError(f"not an XML-RPC reply: DTD refused (<!DOCTYPE {name}>)"[:200])
+
+
+def _root_reached(*_: object) -> NoReturn:
+    raise _RootReached
+
+
+def _expat() -> XMLParserType:
+    """An expat parser that refuses any DOCTYPE, like defusedxml's ``forbid_dtd=True``.
+
+    Entities can only be declared in a DTD, so none can be expanded or fetched; an
+    undeclared one is a well-formedness error of expat itself.
+    """
+    parser = ParserCreate()
+    parser.StartDoctypeDeclHandler = _refuse_doctype
+    return parser
+
+
+def _no_dtd_before_root(body: bytes) -> bool:
+    """Whether expat reaches the root element with no DOCTYPE before it (``ParseError`` if one).
+
+    ElementTree's parser cannot be told to refuse a DTD, so expat reads the prolog first,
+    decoding it as the tree parser will (the same library, for any encoding), and stops
+    at the root element; a DOCTYPE can only come before it.
+    """
+    parser = _expat()
+    parser.StartElementHandler = _root_reached
+    try:
+        parser.Parse(body, True)
+    except _RootReached:
+        return True
+    return False
+
+
+def _read_tree(body: bytes) -> object:
+    """The value of a reply of the usual shape, or ``_Unusual`` (or any error) otherwise."""
+    parser = XMLParser()
+    parser.feed(body)
+    root = parser.close()
+    (params,) = root
+    (param,) = params
+    (value,) = param
+    if root.tag != "methodResponse" or params.tag != "params" or param.tag != "param":
+        raise _Unusual
+    return _tree_value(value)
+
+
+def _boolean(text: str) -> bool:
+    if text == "0" or text == "1":
+        return text == "1"
+    raise _Unusual
+
+
+def _binary(text: str) -> xmlrpc.client.Binary:
+    binary = xmlrpc.client.Binary()
+    binary.decode(text.encode("ascii"))
+    return binary
+
+
+# Leaf types as the Unmarshaller converts their text; ``string`` is tested first, inline.
+_SCALARS: dict[str, Callable[[str], object]] = {
+    "int": int,
+    "i4": int,
+    "i8": int,
+    "double": float,
+    "boolean": _boolean,
+    "nil": lambda _: None,
+    "base64": _binary,
+    "dateTime.iso8601": lambda text: xmlrpc.client.DateTime(text.strip()),
+}
+
+
+def _tree_value(value: Element) -> object:
+    """One ``<value>``: exactly what the Unmarshaller makes of it, if of the usual shape.
+
+    Text around a typed element is ignored by the Unmarshaller too; a leaf with child
+    elements, an unknown type or a malformed member is ``_Unusual``.
+    """
+    if value.tag != "value":
+        raise _Unusual
+    if not len(value):
+        return value.text or ""
+    (typed,) = value
+    tag = typed.tag
+    if tag == "array":
+        (data,) = typed
+        if data.tag != "data":
+            raise _Unusual
+        return [_tree_value(item) for item in data]
+    if tag == "struct":
+        struct: dict[str, object] = {}
+        for member in typed:
+            name, member_value = member
+            if member.tag != "member" or name.tag != "name" or len(name):
+                raise _Unusual
+            struct[name.text or ""] = _tree_value(member_value)
+        return struct
+    if len(typed):
+        raise _Unusual
+    if tag == "string":
+        return typed.text or ""
+    return _SCALARS[tag](typed.text or "")
+
+
+def _unmarshal(body: bytes) -> object:
+    """The standard library's reader: tolerant of odd shapes, and the source of every error."""
+    unmarshaller = xmlrpc.client.Unmarshaller()
+    unmarshaller.xml("", None)  # no encoding, as ExpatParser says: expat hands over str
+    parser = _expat()
+    parser.StartElementHandler = unmarshaller.start
+    parser.EndElementHandler = unmarshaller.end
+    parser.CharacterDataHandler = unmarshaller.data
+    try:
+        parser.Parse(body, True)
         values = unmarshaller.close()
     except xmlrpc.client.Fault as fault:
         raise FaultReply(f"XML-RPC fault {fault.faultCode}: {fault.faultString}"[:200]) from None
-    except Exception as err:  # expat, defusedxml and the unmarshaller each raise their own
+    except ParseError:
+        raise
+    except Exception as err:  # expat and the unmarshaller each raise their own
         raise ParseError(f"not an XML-RPC reply: {type(err).__name__}: {err}"[:200]) from None
     if len(values) != 1:
         raise ParseError(f"expected one value in the reply, got {len(values)}")
