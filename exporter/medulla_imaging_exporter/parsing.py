@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import re
 import reprlib
+import sys
 import xmlrpc.client
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, NoReturn
 from xml.etree.ElementTree import Element, XMLParser
 from xml.parsers.expat import ParserCreate, XMLParserType
@@ -55,8 +57,7 @@ PSEUDO_DEVICES = frozenset(
     }
 )
 
-_DF_ROW = re.compile(r"^(?P<numbers>\s*\d+\s+\d+\s+\d+\s+(?:\d+%|-))\s(?P<mount>.*)$")
-_NUMBER = re.compile(r"^\d+$")
+_DF_ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(?:\d+%|-)\s(?P<mount>.*)$")
 
 # Bounded in length and depth: a plain repr of a reply nested thousands deep would recurse.
 _REPR = reprlib.Repr()
@@ -236,9 +237,9 @@ def _unmarshal(body: bytes) -> object:
 def _lines(value: object, section: str) -> list[str]:
     if value == -1:
         raise ParseError(f"the server reported that {section} failed (-1)")
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list | tuple) or not all(map(isinstance, value, repeat(str))):
         raise ParseError(f"expected an array of strings, got {type(value).__name__}")
-    return [line for line in value if line.strip()]
+    return list(filter(str.strip, value))
 
 
 def _show(value: object) -> str:
@@ -254,13 +255,30 @@ def _int(digits: str) -> int:
         raise ParseError(f"number too long: {len(digits)} digits") from None
 
 
+def _ints(numbers: Sequence[str]) -> list[int]:
+    """``_int`` of each run of digits, in one C loop unless one is too long."""
+    try:
+        return list(map(int, numbers))
+    except ValueError:
+        return [_int(digits) for digits in numbers]
+
+
 def _count(value: object, what: str) -> int:
     """A non-negative integer, accepting the numeric strings Medulla's agent sends."""
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
+    if isinstance(value, str) and value.strip().isdecimal():  # what regex \d+ matches
         value = _int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ParseError(f"{what}: expected a non-negative integer, got {_show(value)}")
     return value
+
+
+def _skipped(device: str, tail: str) -> bool:
+    """A pseudo filesystem's row, skipped before reading it when no number in it can be too long.
+
+    Reading it would only matter for a number ``int()`` refuses, which fails the whole
+    section; no row shorter than the lowest limit Python allows can hold one.
+    """
+    return device in PSEUDO_DEVICES and len(tail) < sys.int_info.str_digits_check_threshold
 
 
 def parse_df(value: object) -> tuple[Filesystem, ...]:
@@ -285,13 +303,13 @@ def parse_df(value: object) -> tuple[Filesystem, ...]:
             if not tail.strip():
                 pending_device = device or None
                 continue
-            m = _DF_ROW.match(tail)
+            m = None if _skipped(device, tail) else _DF_ROW.match(tail)
             if m is None:
                 pending_device = None
                 continue
             rest = m
         pending_device = None
-        size, used, avail = (_int(n) for n in rest["numbers"].split()[:3])
+        size, used, avail = _ints(rest.group(1, 2, 3))
         mount = rest["mount"].strip()
         if device in PSEUDO_DEVICES or size == 0 or not mount.startswith("/"):
             continue
@@ -317,8 +335,8 @@ def parse_free(value: object) -> Memory:
     for line in lines[1:]:
         label, _, numbers = line.partition(":")
         fields = numbers.split()
-        if label.strip() and fields and all(_NUMBER.match(f) for f in fields):
-            rows[label.strip()] = [_int(f) for f in fields]
+        if fields and all(map(str.isdecimal, fields)) and (name := label.strip()):
+            rows[name] = _ints(fields)
     mem = rows.get("Mem")
     if mem is None:
         raise ParseError("no Mem: line in free output")
