@@ -257,3 +257,86 @@ def test_entity_expansion_is_refused() -> None:
     )
     with pytest.raises(ParseError, match="DTD"):
         decode_response(bomb)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("xml-bomb.xml", "DTD refused"),
+        ("external-entity.xml", "DTD refused"),
+        ("invalid-utf8.xml", "not well-formed"),
+    ],
+)
+def test_hostile_replies_are_refused(name: str, message: str) -> None:
+    with pytest.raises(ParseError, match=message) as info:
+        decode_response(fixture_bytes(f"replies/{name}"))
+    assert not isinstance(info.value, FaultReply)
+
+
+# Python's codec names and what the XML declaration says (expat's own names).
+ENCODINGS = {
+    "utf-16": "UTF-16",
+    "utf-16-be": "UTF-16BE",
+    "utf-8-sig": "UTF-8",
+    "latin-1": "ISO-8859-1",
+}
+
+
+def _encoded(text: str, encoding: str) -> bytes:
+    declared = text.replace("version='1.0'", f"version='1.0' encoding='{ENCODINGS[encoding]}'")
+    return declared.encode(encoding)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_dtd_is_refused_in_every_encoding(encoding: str) -> None:
+    """A byte scan for ``<!DOCTYPE`` would miss UTF-16; expat reads the prolog decoded.
+
+    An internal entity: ElementTree's parser alone would expand it without a word.
+    """
+    text = (
+        "<?xml version='1.0'?><!DOCTYPE r [<!ENTITY a 'expanded'>]><methodResponse><params>"
+        "<param><value><string>&a;</string></value></param></params></methodResponse>"
+    )
+    body = _encoded(text, encoding)
+    with pytest.raises(ParseError, match="DTD refused"):
+        decode_response(body)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_a_reply_reads_the_same_in_every_encoding(encoding: str) -> None:
+    text = fixture_bytes("replies/public-procps-ng.xml").decode()
+    body = _encoded(text, encoding)
+    assert parse_body(body) == parse_body(fixture_bytes("replies/public-procps-ng.xml"))
+
+
+def test_deep_nesting_is_read_and_fails_only_its_section() -> None:
+    """3000 nested arrays: too deep for the tree reader's recursion, read by the stdlib's."""
+    reply = parse_body(fixture_bytes("replies/deep-nesting.xml"))
+    assert set(reply.section_errors) == {Section.SPACE_AVAILABLE}
+    assert reply.section_errors[Section.SPACE_AVAILABLE].startswith("expected [used percent")
+    assert reply.filesystems == PUBLIC_FILESYSTEMS
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("<i8>9223372036854775807</i8>", 2**63 - 1),
+        ("<biginteger>-5</biginteger>", -5),
+        ("  spaced  ", "  spaced  "),
+        ("<string>a<![CDATA[<b>]]>&amp;</string>", "a<b>&"),
+        ("<ex:nil xmlns:ex='urn:x'/>", None),
+        ("<double> 2.5 </double>", 2.5),
+    ],
+)
+def test_uncommon_values_read_as_the_standard_library_does(value: str, expected: object) -> None:
+    body = (
+        "<?xml version='1.0'?><methodResponse><params><param>"
+        f"<value>{value}</value></param></params></methodResponse>"
+    ).encode()
+    assert decode_response(body) == expected
+
+
+def test_a_pseudo_filesystem_row_with_a_number_too_long_still_fails_df() -> None:
+    df = ["Filesystem 1K-blocks Used Available Use% Mounted on", f"tmpfs {'9' * 5000} 0 0 0% /x"]
+    with pytest.raises(ParseError, match="number too long: 5000 digits"):
+        parse_df(df)

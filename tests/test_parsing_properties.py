@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 
 from medulla_imaging_exporter.model import Filesystem, MastersStorage, Memory, Stats
 from medulla_imaging_exporter.parsing import (
+    FaultReply,
     ParseError,
+    decode_response,
     parse_body,
     parse_df,
     parse_free,
@@ -280,3 +282,184 @@ def test_stats_parse_back(counts: tuple[int, int, int]) -> None:
     total, rescue, master = counts
     value = {"total": total, "rescue": str(rescue), "master": master}
     assert parse_stats(value) == Stats(total, rescue, master)
+
+
+# --- the XML-RPC decoder against the standard library ------------------------------------
+
+
+def _shape(value: object) -> object:
+    """A value with its exact types, nan equal to itself and dict order kept, for comparing."""
+    if isinstance(value, list):
+        return ["list", *map(_shape, value)]
+    if isinstance(value, dict):
+        return ["dict", *[(key, _shape(item)) for key, item in value.items()]]
+    if isinstance(value, xmlrpc.client.Binary):
+        return ["Binary", value.data]
+    if isinstance(value, xmlrpc.client.DateTime):
+        return ["DateTime", value.value]
+    return [type(value).__name__, repr(value)]
+
+
+def _stdlib(body: bytes) -> tuple[str, object]:
+    """What ``xmlrpc.client.loads`` makes of a body: a value, a fault or an error."""
+    try:
+        values = xmlrpc.client.loads(body)[0]
+    except xmlrpc.client.Fault:
+        return "fault", None
+    except Exception:
+        return "error", None
+    return ("value", _shape(values[0])) if len(values) == 1 else ("error", None)
+
+
+def _decoded(body: bytes) -> tuple[str, object]:
+    try:
+        return "value", _shape(decode_response(body))
+    except FaultReply:
+        return "fault", None
+    except ParseError:
+        return "error", None
+
+
+# Every value dumps() can write, nested; strings with what XML must escape and any unicode.
+MARSHALLABLE: st.SearchStrategy[object] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**31), max_value=2**31 - 1)
+    | st.sampled_from([0.0, -0.0, 5e-324, 1.7976931348623157e308, math.inf, -math.inf, math.nan])
+    | st.floats()
+    | st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from("<>&'\"\r\n\t ]]>"))
+    | st.binary(max_size=12).map(xmlrpc.client.Binary)
+    | st.builds(xmlrpc.client.DateTime, st.datetimes()),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=16,
+)
+
+
+@SETTINGS
+@given(value=MARSHALLABLE)
+def test_decoder_reads_what_dumps_writes_as_the_standard_library(value: object) -> None:
+    body = xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True).encode()  # type: ignore[arg-type]
+    assert _decoded(body) == _stdlib(body)
+
+
+# Odd but well-formed trees: every XML-RPC tag (and unknown, prefixed ones) in any place,
+# with numbers of every form, mixed content, whitespace, i8 beyond i4, comments and CDATA.
+TAG_NAMES = [
+    "value",
+    "string",
+    "int",
+    "i4",
+    "i8",
+    "i1",
+    "biginteger",
+    "double",
+    "float",
+    "boolean",
+    "nil",
+    "base64",
+    "dateTime.iso8601",
+    "bigdecimal",
+    "array",
+    "data",
+    "struct",
+    "member",
+    "name",
+    "params",
+    "param",
+    "fault",
+    "methodName",
+    "ex:nil",
+    "foo",
+]
+TAGS = st.sampled_from(TAG_NAMES)
+TEXT_SAMPLES = [
+    "", " ", "\n ", "0", "1", " 1", "0 ", "-7", " 42 ", "1_0", "9223372036854775807", "2.5", "nan",
+    "-inf", "AAEC", "A=", "20260101T00:00:00", " x y ", "&amp;&lt;&#233;", "<!--c-->",
+    "<![CDATA[<b>]]>", "é\r\n", "faultCode", "faultString",
+]  # fmt: skip
+TEXTS = st.sampled_from(TEXT_SAMPLES)
+
+
+def _element(tag: str, inner: str) -> str:
+    namespace = ' xmlns:ex="urn:x"' if ":" in tag else ""
+    return f"<{tag}{namespace}>{inner}</{tag}>"
+
+
+SCALAR_TAGS = TAGS.filter(lambda tag: tag not in {"array", "struct", "data", "member"})
+
+
+def _joined(parts: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """Parts, now and then with text between them (which a reader must ignore or keep)."""
+    return st.lists(parts | TEXTS, max_size=4).map("".join)
+
+
+def _usual(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    members = st.builds(
+        lambda name, value: f"<member><name>{name}</name>{value}</member>", TEXTS, children
+    )
+    return _joined(children).map(
+        lambda values: f"<value><array><data>{values}</data></array></value>"
+    ) | _joined(members).map(lambda inner: f"<value><struct>{inner}</struct></value>")
+
+
+def _odd(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    odd = st.builds(_element, TAGS, _joined(children))
+    members = st.builds(
+        lambda name, value: f"<member><name>{name}</name>{value}</member>", children, children
+    )
+    return (
+        _usual(children)
+        | _joined(members).map(lambda inner: f"<value><struct>{inner}</struct></value>")
+        | _joined(children | odd).map(lambda inner: f"<value><array>{inner}</array></value>")
+        | odd.map("<value>{}</value>".format)
+        | odd
+    )
+
+
+LEAVES = TEXTS.map("<value>{}</value>".format) | st.builds(_element, SCALAR_TAGS, TEXTS).map(
+    "<value>{}</value>".format
+)
+# Values of the usual shape (any type tag and text), and trees with odd tags, mixed
+# content and misplaced elements here and there.
+USUAL = st.recursive(LEAVES, _usual, max_leaves=12)
+ODD = st.recursive(LEAVES | TEXTS, _odd, max_leaves=12)
+
+
+def _canonical(tree: str) -> str:
+    return f"<methodResponse><params><param>{tree}</param></params></methodResponse>"
+
+
+@settings(SETTINGS, max_examples=400)
+@given(
+    tree=USUAL | ODD,
+    wrap=st.sampled_from(
+        [
+            _canonical,
+            "<methodResponse>{}</methodResponse>".format,
+            "<methodCall><params><param>{}</param></params></methodCall>".format,
+        ]
+    ),
+)
+def test_decoder_agrees_with_the_standard_library_on_odd_replies(
+    tree: str, wrap: Callable[[str], str]
+) -> None:
+    body = f"<?xml version='1.0'?>\n{wrap(tree)}".encode()
+    assert _decoded(body) == _stdlib(body)
+
+
+@SETTINGS
+@given(value=MARSHALLABLE, encoding=st.sampled_from(["utf-16", "utf-16-le", "latin-1"]))
+def test_decoder_agrees_in_other_encodings(value: object, encoding: str) -> None:
+    text = xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True)  # type: ignore[arg-type]
+    declared = text.replace("<?xml version='1.0'?>", f"<?xml version='1.0' encoding='{encoding}'?>")
+    body = declared.encode(encoding, errors="xmlcharrefreplace")
+    assert _decoded(body) == _stdlib(body)
+
+
+def test_every_leaf_type_with_every_text_as_the_standard_library() -> None:
+    for tag in TAG_NAMES:
+        for text in TEXT_SAMPLES:
+            body = _canonical(_element(tag, text).join(["<value>", "</value>"])).encode()
+            assert _decoded(body) == _stdlib(body), (tag, text)
