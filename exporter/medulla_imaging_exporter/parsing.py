@@ -187,26 +187,24 @@ def _tree_value(value: Element) -> object:
         raise _Unusual
     if not len(value):
         return value.text or ""
-    (typed,) = value
-    tag = typed.tag
-    if tag == "array":
-        (data,) = typed
-        if data.tag != "data":
-            raise _Unusual
-        return [_tree_value(item) for item in data]
-    if tag == "struct":
-        struct: dict[str, object] = {}
-        for member in typed:
-            name, member_value = member
-            if member.tag != "member" or name.tag != "name" or len(name):
-                raise _Unusual
-            struct[name.text or ""] = _tree_value(member_value)
-        return struct
-    if len(typed):
+    if len(value) != 1:
         raise _Unusual
-    if tag == "string":
-        return typed.text or ""
-    return _SCALARS[tag](typed.text or "")
+    typed = value[0]
+    tag = typed.tag
+    if not len(typed):
+        if tag == "string":
+            return typed.text or ""
+        return {} if tag == "struct" else _SCALARS[tag](typed.text or "")
+    if tag == "array" and len(typed) == 1 and typed[0].tag == "data":
+        return [_tree_value(item) for item in typed[0]]
+    if tag != "struct":
+        raise _Unusual
+    struct: dict[str, object] = {}
+    for member in typed:
+        if member.tag != "member" or len(member) != 2 or member[0].tag != "name" or len(member[0]):
+            raise _Unusual
+        struct[member[0].text or ""] = _tree_value(member[1])
+    return struct
 
 
 def _unmarshal(body: bytes) -> object:
