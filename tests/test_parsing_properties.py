@@ -413,14 +413,13 @@ def _odd(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         _usual(children)
         | _joined(members).map(lambda inner: f"<value><struct>{inner}</struct></value>")
         | _joined(children | odd).map(lambda inner: f"<value><array>{inner}</array></value>")
-        | odd.map("<value>{}</value>".format)
+        | _joined(odd | SCALARS).map("<value>{}</value>".format)
         | odd
     )
 
 
-LEAVES = TEXTS.map("<value>{}</value>".format) | st.builds(_element, SCALAR_TAGS, TEXTS).map(
-    "<value>{}</value>".format
-)
+SCALARS = st.builds(_element, SCALAR_TAGS, TEXTS)
+LEAVES = (TEXTS | SCALARS).map("<value>{}</value>".format)
 # Values of the usual shape (any type tag and text), and trees with odd tags, mixed
 # content and misplaced elements here and there.
 USUAL = st.recursive(LEAVES, _usual, max_leaves=12)
