@@ -101,3 +101,19 @@ def test_the_memory_breakdown_runs_against_a_small_farm() -> None:
         r"one exposition \(0\.\d MB of text\): tracemalloc peak [\d.]+ MB .*", lines[-1]
     )
     assert len([line for line in lines if " blocks " in line]) == 2
+
+
+def test_the_parsing_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
+    output = tmp_path / "parsing.txt"
+    script = REPO / "benchmarks" / "parsing.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--batches", "1", "--size", "2", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert output.read_text() == run.stdout
+    rows = {line.split()[0] for line in run.stdout.splitlines()[2:]}
+    assert rows == {"parse_body", "decode_response", "parse_reply"}
