@@ -10,7 +10,9 @@ out start-up and imports. Operations:
 
 - ``request``: ``ImagingClient.call`` on a kept-alive TLS connection to a simulated
   server (in a child process, not counted);
-- ``parse``: ``parse_body`` of the simulator's reply;
+- ``parse``: ``parse_body`` of the simulator's reply (the Public fixture, byte for byte),
+  and its two halves: ``decode`` (``decode_response``, the XML-RPC) and ``sections``
+  (``parse_reply``, the commands' outputs);
 - ``encode``: the exposition (OpenMetrics) of one entity, in a scrape of 1,000.
 
 Needs Debian's ``valgrind``. Prints a table and writes it to
@@ -35,8 +37,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "instructions.txt"
 ENTITIES = 1000
 # (K1, K2) per operation: enough repetitions for the difference to dwarf the noise.
-COUNTS = {"request": (20, 420), "parse": (100, 1100), "encode": (1, 4)}
-PER = {"request": 1, "parse": 1, "encode": ENTITIES}
+COUNTS = {
+    "request": (20, 420),
+    "parse": (100, 1100),
+    "decode": (100, 1100),
+    "sections": (100, 1100),
+    "encode": (1, 4),
+}
+PER = {"request": 1, "parse": 1, "decode": 1, "sections": 1, "encode": ENTITIES}
 
 
 def _requests(count: int) -> None:
@@ -68,13 +76,25 @@ def _requests(count: int) -> None:
             child.join(10)
 
 
-def _parse(count: int) -> None:
-    from medulla_imaging_exporter.parsing import parse_body
-    from medulla_imaging_exporter.simulator import ServerData
+def _parsing(step: str) -> Callable[[int], None]:
+    """``count`` calls of one step of parsing the simulator's reply."""
 
-    body = ServerData().body()
-    for _ in range(count):
-        parse_body(body)
+    def run(count: int) -> None:
+        from medulla_imaging_exporter.parsing import decode_response, parse_body, parse_reply
+        from medulla_imaging_exporter.simulator import ServerData
+
+        body = ServerData().body()
+        value = decode_response(body)
+        calls: dict[str, Callable[[], object]] = {
+            "parse": lambda: parse_body(body),
+            "decode": lambda: decode_response(body),
+            "sections": lambda: parse_reply(value),
+        }
+        call = calls[step]
+        for _ in range(count):
+            call()
+
+    return run
 
 
 def _encode(count: int) -> None:
@@ -110,7 +130,9 @@ def _encode(count: int) -> None:
 
 OPERATIONS: dict[str, Callable[[int], None]] = {
     "request": _requests,
-    "parse": _parse,
+    "parse": _parsing("parse"),
+    "decode": _parsing("decode"),
+    "sections": _parsing("sections"),
     "encode": _encode,
 }
 
