@@ -12,7 +12,9 @@ side is counted the same way (user + system CPU of all its threads, peak RSS):
 
 Run ``python benchmarks/bench.py --help``; the table goes to stdout and to
 ``benchmarks/results/latest.md``. CPU times are medians over batches, since the
-machine may be shared; wall times are medians over scrapes.
+machine may be shared; exporter and blackbox batches alternate, and their ratio is the
+median over batch pairs, each pair run under the same load. Wall times are medians over
+scrapes.
 """
 
 from __future__ import annotations
@@ -263,29 +265,27 @@ def blackbox_command(config: Path, port: int) -> list[str]:
 
 @dataclass
 class Sample:
-    """CPU per probe of the prober and of the farm over one batch of probes."""
+    """CPU per probe of the prober and of the farm, and the farm's new connections, over
+    one batch of probes."""
 
     prober_cpu: float
     farm_cpu: float
+    connections: int
 
 
-def measure_batches(
-    pids: tuple[int, int],
-    batches: int,
-    per_batch: int,
-    probes_per_call: int,
-    call: Callable[[], None],
-) -> list[Sample]:
-    """Run ``call`` in batches; each batch gives the CPU per probe of both processes."""
-    samples = []
-    for _ in range(batches):
-        before = [cpu_seconds(p) for p in pids]
-        for _ in range(per_batch):
-            call()
-        after = [cpu_seconds(p) for p in pids]
-        probes = per_batch * probes_per_call
-        samples.append(Sample(*((a - b) / probes for a, b in zip(after, before, strict=True))))
-    return samples
+def measure_batch(
+    farm: Farm, prober_pid: int, calls: int, probes_per_call: int, call: Callable[[], None]
+) -> Sample:
+    """Run ``call`` ``calls`` times: CPU per probe of the prober and of the farm."""
+    pids = (prober_pid, farm.pid)
+    connections = farm.command("stats")["connections"]
+    before = [cpu_seconds(p) for p in pids]
+    for _ in range(calls):
+        call()
+    after = [cpu_seconds(p) for p in pids]
+    probes = calls * probes_per_call
+    prober_cpu, farm_cpu = ((a - b) / probes for a, b in zip(after, before, strict=True))
+    return Sample(prober_cpu, farm_cpu, farm.command("stats")["connections"] - connections)
 
 
 @dataclass
@@ -325,7 +325,7 @@ class SizeResult:
     peak_rss: int = 0
     blackbox: list[Sample] = field(default_factory=list)
     blackbox_failed: int = 0
-    farm_connections: dict[str, int] = field(default_factory=dict)
+    cold_connections: int = 0
 
 
 def med(values: Sequence[float]) -> float:
@@ -339,6 +339,19 @@ def ratio(a: float, b: float) -> float:
 def medians(samples: Sequence[Sample]) -> tuple[float, float]:
     """Median CPU per probe of the prober and of the farm."""
     return med([s.prober_cpu for s in samples]), med([s.farm_cpu for s in samples])
+
+
+def paired_ratios(result: SizeResult) -> tuple[float, float]:
+    """Median over batch pairs of exporter / blackbox, for the prober and for the farm.
+
+    Each exporter batch runs right before a blackbox batch, so both see the same load
+    of the shared machine; the ratio of a pair moves far less than either figure.
+    """
+    pairs = list(zip(result.exporter, result.blackbox, strict=True))
+    return (
+        med([ratio(e.prober_cpu, b.prober_cpu) for e, b in pairs]),
+        med([ratio(e.farm_cpu, b.farm_cpu) for e, b in pairs]),
+    )
 
 
 def run_size(
@@ -357,12 +370,13 @@ def run_size(
         with running(exporter_command(config, port), work / f"exporter-{n}.log") as proc:
             base = f"http://127.0.0.1:{port}"
             wait_http(f"{base}/-/ready", proc)
-            with httpx.Client(timeout=60) as client:
+            with httpx.Client(timeout=60) as client, httpx.Client(timeout=30) as bb_client:
                 metrics = f"{base}/metrics"
                 cold = scrape(client, metrics, None)  # opens the N TLS connections
                 if cold.up != n:
                     raise RuntimeError(f"cold scrape: {cold.up} of {n} servers up")
                 result = SizeResult(n=n, probes=batches * per_batch * n, wall_cold=cold.wall)
+                result.cold_connections = farm.command("stats")["connections"]
 
                 def healthy() -> None:
                     s = scrape(client, metrics, None)
@@ -370,10 +384,18 @@ def run_size(
                         raise RuntimeError(f"{s.up} of {n} servers up")
                     result.wall.append(s.wall)
 
-                result.exporter = measure_batches(
-                    (proc.pid, farm.pid), batches, per_batch, n, healthy
+                one_round = (
+                    blackbox_round(bb_client, farm, blackbox[1], result) if blackbox else None
                 )
-                connections = farm.command("stats")["connections"]
+                if one_round is not None:
+                    one_round()  # the blackbox's warm-up, as the exporter's cold scrape
+                    result.blackbox_failed = 0
+                for _ in range(batches):
+                    result.exporter.append(measure_batch(farm, proc.pid, per_batch, n, healthy))
+                    if one_round is not None and blackbox is not None:  # right after: same load
+                        result.blackbox.append(
+                            measure_batch(farm, blackbox[0].pid, per_batch, n, one_round)
+                        )
                 stalled = list(range(0, n, round(1 / args.hang_fraction)))
                 farm.command("stall", *stalled)
                 for _ in range(args.hang_repeats):
@@ -383,40 +405,25 @@ def run_size(
                         result.hang_healthy_reported = False
                 farm.command("stall")
             result.peak_rss = peak_rss_bytes(proc.pid)
-        result.farm_connections["exporter"] = connections
-        if blackbox is not None:
-            before = farm.command("stats")["connections"]
-            result.blackbox, result.blackbox_failed = run_blackbox(
-                farm, *blackbox, batches, per_batch
-            )
-            result.farm_connections["blackbox"] = farm.command("stats")["connections"] - before
     finally:
         farm.close()
     return result
 
 
-def run_blackbox(
-    farm: Farm, blackbox: subprocess.Popen[bytes], port: int, batches: int, per_batch: int
-) -> tuple[list[Sample], int]:
-    """The same number of probes as the exporter made, one target at a time."""
-    failed = 0
-    with httpx.Client(timeout=30) as client:
+def blackbox_round(
+    client: httpx.Client, farm: Farm, port: int, result: SizeResult
+) -> Callable[[], None]:
+    """One probe of every farm server, one target at a time, as Prometheus would ask."""
 
-        def one_round() -> None:
-            nonlocal failed
-            for url in farm.urls:
-                response = client.get(
-                    f"http://127.0.0.1:{port}/probe", params={"target": url, "module": MODULE}
-                )
-                if "\nprobe_success 1\n" not in response.text:
-                    failed += 1
+    def one_round() -> None:
+        for url in farm.urls:
+            response = client.get(
+                f"http://127.0.0.1:{port}/probe", params={"target": url, "module": MODULE}
+            )
+            if "\nprobe_success 1\n" not in response.text:
+                result.blackbox_failed += 1
 
-        one_round()  # warm-up: the same as the exporter's cold scrape
-        failed = 0
-        samples = measure_batches(
-            (blackbox.pid, farm.pid), batches, per_batch, len(farm.urls), one_round
-        )
-    return samples, failed
+    return one_round
 
 
 # --- report -----------------------------------------------------------------------------
@@ -461,20 +468,20 @@ def report(results: list[SizeResult], args: argparse.Namespace, command: str) ->
         lines += [
             "",
             "| N | blackbox CPU/probe (ms) | simulator CPU/probe under blackbox (ms) "
-            "| exporter / blackbox CPU | simulator: exporter / blackbox | TLS handshakes: "
-            "exporter / blackbox | blackbox failed probes |",
+            "| exporter / blackbox CPU (median of batch pairs) | simulator: exporter / blackbox "
+            "| TLS handshakes: exporter / blackbox | blackbox failed probes |",
             "|---:|---:|---:|---:|---:|---|---:|",
         ]
         for r in results:
             if not r.blackbox:
                 continue
-            e_cpu, e_farm = medians(r.exporter)
             b_cpu, b_farm = medians(r.blackbox)
-            handshakes = f"{r.farm_connections['exporter']} / {r.farm_connections['blackbox']}"
+            e_ratio, f_ratio = paired_ratios(r)
+            exporter_handshakes = r.cold_connections + sum(x.connections for x in r.exporter)
+            blackbox_handshakes = sum(x.connections for x in r.blackbox)
             lines.append(
-                f"| {r.n} | {ms(b_cpu)} | {ms(b_farm)} | {ratio(e_cpu, b_cpu):.2f} "
-                f"| {ratio(e_farm, b_farm):.2f} | {handshakes} "
-                f"| {r.blackbox_failed} |"
+                f"| {r.n} | {ms(b_cpu)} | {ms(b_farm)} | {e_ratio:.2f} | {f_ratio:.2f} "
+                f"| {exporter_handshakes} / {blackbox_handshakes} | {r.blackbox_failed} |"
             )
     lines += ["", targets(results, args)]
     return (
@@ -488,8 +495,7 @@ def targets(results: list[SizeResult], args: argparse.Namespace) -> str:
     rows: list[tuple[str, str, bool | None]] = []
     for r in results:
         if r.blackbox:
-            (e_cpu, e_farm), (b_cpu, b_farm) = medians(r.exporter), medians(r.blackbox)
-            e, f = ratio(e_cpu, b_cpu), ratio(e_farm, b_farm)
+            e, f = paired_ratios(r)
             rows.append(
                 (f"exporter CPU/probe <= 1/4 of blackbox's (N={r.n})", f"{e:.2f}", e <= 0.25)
             )
