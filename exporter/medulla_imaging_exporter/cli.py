@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import ssl
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from medulla_imaging_exporter import __version__, logs
+from medulla_imaging_exporter import __version__, gcpolicy, logs
 from medulla_imaging_exporter.config import ConfigError, load_config
 from medulla_imaging_exporter.history import DEFAULT_LIMIT
 from medulla_imaging_exporter.runtime import Runtime
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
     from medulla_imaging_exporter.demo import Demo
 
 DEFAULT_PORT = 9867
-GC_THRESHOLD = 10_000
 log = logging.getLogger("medulla_imaging_exporter")
 
 
@@ -126,7 +124,7 @@ async def serve(args: argparse.Namespace) -> int:
         if demo is not None:
             await demo.aclose()
         return 1
-    tune_gc()
+    gcpolicy.tune()
     default_host = "127.0.0.1" if demo is not None else None
     host, port = args.listen_address or (default_host, DEFAULT_PORT)
     runner = web.AppRunner(create_app(runtime, web_config), handle_signals=False)
@@ -167,18 +165,6 @@ async def _start_demo() -> Demo:
 
 def _ssl_context(web_config: WebConfig | None) -> ssl.SSLContext | None:
     return web_config.ssl_context if web_config else None
-
-
-def tune_gc() -> None:
-    """Make the cyclic garbage collector cheap for scrapes of many entities.
-
-    A scrape of a thousand entities allocates about a million short-lived objects
-    that reference counting frees; at the default threshold (700 allocations) the
-    collector ran over a thousand times per scrape, a quarter of the exporter's CPU.
-    Objects alive at start-up (modules, configuration) are moved out of its sight.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 10, 10)
 
 
 def _reload(runtime: Runtime) -> None:

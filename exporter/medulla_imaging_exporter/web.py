@@ -21,6 +21,7 @@ from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector, entity_stats
 from medulla_imaging_exporter.config import ConfigError, Entity
 from medulla_imaging_exporter.exposition import encode
+from medulla_imaging_exporter.gcpolicy import paused_during_scrape
 from medulla_imaging_exporter.history import ProbeRecord
 from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
 from medulla_imaging_exporter.pages import IndexView, render_debug, render_index
@@ -75,15 +76,16 @@ def _scrape(request: web.Request, entities: Sequence[Entity]) -> Awaitable[list[
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     entities = runtime.config.entities
-    statuses = await _scrape(request, entities)
-    return _exposition(
-        request,
-        [
-            ScrapeCollector(entities, statuses, runtime.database_snapshot),
-            ExporterCollector(runtime.reload_state, runtime.database_snapshot),
-            *_PROCESS_COLLECTORS,
-        ],
-    )
+    with paused_during_scrape():
+        statuses = await _scrape(request, entities)
+        return _exposition(
+            request,
+            [
+                ScrapeCollector(entities, statuses, runtime.database_snapshot),
+                ExporterCollector(runtime.reload_state, runtime.database_snapshot),
+                *_PROCESS_COLLECTORS,
+            ],
+        )
 
 
 async def probe(request: web.Request) -> web.Response:
@@ -95,7 +97,8 @@ async def probe(request: web.Request) -> web.Response:
     entity = runtime.config.entity(name)
     if entity is None:
         raise web.HTTPBadRequest(text=f"unknown entity: {name!r}\n")
-    statuses = await _scrape(request, [entity])
+    with paused_during_scrape():
+        statuses = await _scrape(request, [entity])
     if request.query.get("debug") == "true":
         record = runtime.prober.history.of_status(statuses[0])
         return _debug(entity, statuses[0], record, runtime.database_snapshot)
