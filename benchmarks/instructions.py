@@ -13,7 +13,8 @@ out start-up and imports. Operations:
 - ``parse``: ``parse_body`` of the simulator's reply (the Public fixture, byte for byte),
   and its two halves: ``decode`` (``decode_response``, the XML-RPC) and ``sections``
   (``parse_reply``, the commands' outputs);
-- ``encode``: the exposition (OpenMetrics) of one entity, in a scrape of 1,000.
+- ``encode``: the exposition (OpenMetrics) of one entity, in a scrape of 1,000 that follows
+  another, as on ``/metrics``;
 
 Needs Debian's ``valgrind``. Prints a table and writes it to
 ``benchmarks/results/instructions.txt``.
@@ -100,7 +101,7 @@ def _parsing(step: str) -> Callable[[int], None]:
 def _encode(count: int) -> None:
     from medulla_imaging_exporter.collector import ScrapeCollector
     from medulla_imaging_exporter.config import Entity
-    from medulla_imaging_exporter.exposition import encode
+    from medulla_imaging_exporter.exposition import Carried, encode
     from medulla_imaging_exporter.model import EntityStatus, Status
     from medulla_imaging_exporter.parsing import parse_body
     from medulla_imaging_exporter.simulator import ServerData
@@ -124,8 +125,9 @@ def _encode(count: int) -> None:
         )
         for i, e in enumerate(entities)
     ]
+    carried = Carried()  # as /metrics does, from one scrape to the next
     for _ in range(count):
-        encode([ScrapeCollector(entities, statuses)], "application/openmetrics-text")
+        encode([ScrapeCollector(entities, statuses)], "application/openmetrics-text", carried)
 
 
 OPERATIONS: dict[str, Callable[[int], None]] = {

@@ -22,7 +22,7 @@ from prometheus_client.samples import Sample
 
 from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, ScrapeCollector
 from medulla_imaging_exporter.config import Entity
-from medulla_imaging_exporter.exposition import GaugeFamily, encode
+from medulla_imaging_exporter.exposition import Carried, GaugeFamily, encode
 from medulla_imaging_exporter.model import (
     EntityStatus,
     Filesystem,
@@ -187,3 +187,28 @@ def reference_samples() -> list[Sample]:
     reference = GaugeMetricFamily("g", "doc", labels=["entity"])
     reference.add_metric(["Public"], 1.0)
     return list(reference.samples)
+
+
+@pytest.mark.parametrize("accept", ACCEPT)
+def test_label_sets_carried_from_the_last_scrape_change_nothing(accept: str) -> None:
+    carried = Carried()
+    first = scrape_collectors()
+    assert encode(first, accept, carried) == reference(first, accept)
+    again = scrape_collectors()
+    assert encode(again, accept, carried) == reference(again, accept)
+
+
+def test_only_the_last_scrapes_label_sets_are_carried() -> None:
+    carried = Carried()
+    public = Entity(name="Public", url="https://h:9990/imaging_api")
+    general = Entity(name="General", url="https://g:9990/imaging_api")
+    both = [
+        EntityStatus("Public", Status.AVAILABLE, started_at=1.7e9, duration_seconds=0.1),
+        EntityStatus("General", Status.OFFLINE, Reason.REFUSED, "x", 1.7e9, 0.1),
+    ]
+    encode([ScrapeCollector([public, general], both)], "", carried)
+    collectors: list[Collector] = [ScrapeCollector([public], both[:1])]  # General removed
+    assert encode(collectors, "", carried) == reference(collectors, "")
+    kept = {values for texts in carried.label_texts.values() for values in texts}
+    assert ("Public", "available") in kept  # the status of an entity, for the next scrape
+    assert ("General",) not in kept and ("General", "offline") not in kept

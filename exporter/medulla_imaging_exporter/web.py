@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector, entity_stats
 from medulla_imaging_exporter.config import ConfigError, Entity
-from medulla_imaging_exporter.exposition import encode
+from medulla_imaging_exporter.exposition import Carried, encode
 from medulla_imaging_exporter.gcpolicy import paused_during_scrape
 from medulla_imaging_exporter.history import ProbeRecord
 from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
@@ -33,6 +33,8 @@ from medulla_imaging_exporter.webconfig import WebConfig
 log = logging.getLogger(__name__)
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# The label sets of the last /metrics, for the next (see exposition.Carried).
+CARRIED = web.AppKey("carried", Carried)
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 
 # The process's own metrics, shared by every per-request registry.
@@ -62,8 +64,10 @@ def _registry(collectors: Sequence[Collector]) -> CollectorRegistry:
     return registry
 
 
-def _exposition(request: web.Request, collectors: Sequence[Collector]) -> web.Response:
-    body, content_type = encode(collectors, request.headers.get("Accept", ""))
+def _exposition(
+    request: web.Request, collectors: Sequence[Collector], carried: Carried | None = None
+) -> web.Response:
+    body, content_type = encode(collectors, request.headers.get("Accept", ""), carried)
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
@@ -85,6 +89,7 @@ async def metrics(request: web.Request) -> web.Response:
                 ExporterCollector(runtime.reload_state, runtime.database_snapshot),
                 *_PROCESS_COLLECTORS,
             ],
+            request.app[CARRIED],
         )
 
 
@@ -219,6 +224,7 @@ def create_app(runtime: Runtime, web_config: WebConfig | None = None) -> web.App
     """The application; ``web_config`` adds the --web.config.file's authentication."""
     app = web.Application(middlewares=[web_config.middleware()] if web_config else [])
     app[RUNTIME] = runtime
+    app[CARRIED] = Carried()
     app.router.add_get("/", index)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/probe", probe)
