@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import replace
 
 from medulla_imaging_exporter.classify import classify
@@ -78,18 +78,34 @@ class Prober:
     ) -> EntityStatus:
         """``since`` is when the scrape began, in loop time: the deadline counts from there,
         not from when this probe got its turn on a busy loop."""
+        return await self._awaitable(entity, timeout_cap, since)
+
+    def _awaitable(
+        self, entity: Entity, timeout_cap: float | None, since: float | None
+    ) -> Awaitable[EntityStatus]:
+        """The entity's status to come: a probe of our own, or the one under way.
+
+        A future rather than a coroutine where it can be: ``gather`` would wrap each
+        coroutine in a task of its own, a thousand per scrape.
+        """
+        loop = asyncio.get_running_loop()
         if entity.url is None:
-            status = classify(entity, None)
-            self.last[entity.name] = status
-            return status
+            status = self.last[entity.name] = classify(entity, None)
+            known: asyncio.Future[EntityStatus] = loop.create_future()
+            known.set_result(status)
+            return known
         timeout = entity.timeout
         if timeout_cap is not None:
             timeout = max(min(timeout, timeout_cap), MIN_TIMEOUT_SECONDS)
-        loop = asyncio.get_running_loop()
         deadline = (loop.time() if since is None else since) + timeout
         flight = self._flights.get(entity)
         if flight is None:  # a probe of our own ends by its own deadline
-            return await asyncio.shield(self._start(entity, timeout, deadline).task)
+            return asyncio.shield(self._start(entity, timeout, deadline).task)
+        return self._join(entity, flight, timeout, deadline)
+
+    async def _join(
+        self, entity: Entity, flight: _Flight, timeout: float, deadline: float
+    ) -> EntityStatus:
         try:
             async with asyncio.timeout_at(deadline + 0.05):
                 return await asyncio.shield(flight.task)
@@ -135,7 +151,9 @@ class Prober:
         """Every deadline counts from now: with a thousand entities the last probe starts
         a good part of a second after the first, and the scrape must still end in time."""
         since = asyncio.get_running_loop().time()
-        return list(await asyncio.gather(*(self.probe(e, timeout_cap, since) for e in entities)))
+        return list(
+            await asyncio.gather(*(self._awaitable(e, timeout_cap, since) for e in entities))
+        )
 
     async def aclose(self) -> None:
         for flight in list(self._flights.values()):
