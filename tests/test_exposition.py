@@ -212,3 +212,17 @@ def test_only_the_last_scrapes_label_sets_are_carried() -> None:
     kept = {values for texts in carried.label_texts.values() for values in texts}
     assert ("Public", "available") in kept  # the status of an entity, for the next scrape
     assert ("General",) not in kept and ("General", "offline") not in kept
+
+
+def test_states_are_one_series_each_with_one_set() -> None:
+    family = GaugeFamily("g", "doc", ["entity", "status"])
+    family.add_states(("Public",), ["available", "offline"], "offline")
+    family.add_states(("Root",), ["available", "offline"], None)
+    assert family.rows == [
+        (("Public", "available"), 0.0),
+        (("Public", "offline"), 1.0),
+        (("Root", "available"), 0.0),
+        (("Root", "offline"), 0.0),
+    ]
+    with pytest.raises(ValueError, match=r"expected labels \('entity',\)"):
+        family.add_states(("Public", "extra"), ["available"], None)

@@ -119,9 +119,9 @@ _FILESYSTEM_GAUGES = [
 ]
 
 
-# Each state with its label value, read once: an enum's ``.value`` is a slow property.
-_STATUSES = [(st, st.value) for st in Status]
-_REASONS = [(r, r.value) for r in Reason]
+# Label values read once: an enum's ``.value`` is a slow property.
+_STATUSES = [st.value for st in Status]
+_REASONS = [r.value for r in Reason]
 _SECTIONS = [(sec, sec.value) for sec in Section]
 
 
@@ -170,20 +170,18 @@ def entity_metrics(
 
     for s in statuses:
         entity = by_name[s.entity]
-        name = [s.entity]
+        name = (s.entity,)
         info.add_metric(
             [*name, entity.uuid or "", redact_url(entity.url) if entity.url else ""], {}
         )
-        for st, st_label in _STATUSES:
-            status_g.add_metric((s.entity, st_label), 1.0 if s.status is st else 0.0)
+        status_g.add_states(name, _STATUSES, s.status.value)
         stats, source = entity_stats(entity, s, database)
         for gauge, attribute in stats_gauges if stats is not None else ():
             gauge.add_metric([s.entity, source], float(getattr(stats, attribute)))
         if s.status is Status.NOT_LINKED:
             continue
         up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
-        for r, r_label in _REASONS:
-            reason_g.add_metric((s.entity, r_label), 1.0 if s.reason is r else 0.0)
+        reason_g.add_states(name, _REASONS, s.reason.value if s.reason else None)
         if s.duration_seconds is not None:
             duration.add_metric(name, s.duration_seconds)
         if s.timeout_seconds is not None:

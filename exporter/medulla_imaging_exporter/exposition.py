@@ -51,6 +51,12 @@ class GaugeFamily(Metric):
             raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labels!r}")
         self.rows.append((tuple(labels), value))
 
+    def add_states(self, labels: Sequence[str], states: Sequence[str], current: str | None) -> None:
+        """One series per state, the last label naming it: 1 for ``current``, 0 for the rest."""
+        if len(labels) + 1 != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames[:-1]}, got {labels!r}")
+        self.rows += [((*labels, state), 1.0 if state == current else 0.0) for state in states]
+
     @property
     def samples(self) -> list[Sample]:
         names = self.labelnames
