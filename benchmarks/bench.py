@@ -530,11 +530,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--sizes", default="10,100,1000", help="entity counts (default 10,100,1000)")
     p.add_argument(
-        "--probes", type=int, default=2000, help="probes per size below 1000 (default 2000)"
+        "--probes", type=int, default=6000, help="probes per size below 1000 (default 6000)"
     )
     p.add_argument("--repeats", type=int, default=5, help="least scrapes per size below 1000")
-    p.add_argument("--big-repeats", type=int, default=3, help="scrapes at N >= 1000 (default 3)")
-    p.add_argument("--batches", type=int, default=5, help="CPU batches per size (median taken)")
+    p.add_argument("--big-repeats", type=int, default=6, help="scrapes at N >= 1000 (default 6)")
+    p.add_argument("--batches", type=int, default=6, help="CPU batches per size (median taken)")
     p.add_argument("--hang-fraction", type=float, default=0.1, help="share of hanging servers")
     p.add_argument("--hang-repeats", type=int, default=3, help="scrapes with hanging servers")
     p.add_argument("--timeout", type=float, default=2.0, help="probe timeout with hanging servers")
