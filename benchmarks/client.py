@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import multiprocessing
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -71,23 +72,29 @@ async def batches(
         await client.aclose()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batches", type=int, default=15)
-    parser.add_argument("--requests", type=int, default=300, help="requests per batch")
-    parser.add_argument("--profile", type=Path, help="cProfile the client into this file")
-    args = parser.parse_args(argv)
+@contextlib.contextmanager
+def simulated_server() -> Iterator[tuple[Entity, Connection]]:
+    """An entity for a simulated server in a child process, and the pipe that drives it."""
     with tempfile.TemporaryDirectory() as tmp:
         pipe, child_end = multiprocessing.Pipe()
         child = multiprocessing.get_context("spawn").Process(target=serve, args=(tmp, child_end))
         child.start()
         try:
             url, ca_file = pipe.recv()
-            entity = Entity("Bench", url=url, tls=TLSConfig(ca_file=Path(ca_file)))
-            results = asyncio.run(batches(entity, pipe, args.batches, args.requests, args.profile))
+            yield Entity("Bench", url=url, tls=TLSConfig(ca_file=Path(ca_file))), pipe
         finally:
             pipe.send(False)
             child.join(10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batches", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=300, help="requests per batch")
+    parser.add_argument("--profile", type=Path, help="cProfile the client into this file")
+    args = parser.parse_args(argv)
+    with simulated_server() as (entity, pipe):
+        results = asyncio.run(batches(entity, pipe, args.batches, args.requests, args.profile))
     client = statistics.median(c for c, _ in results) * 1000
     server = statistics.median(s for _, s in results) * 1000
     print(

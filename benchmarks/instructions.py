@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,9 +48,9 @@ PER = {"request": 1, "parse": 1, "decode": 1, "sections": 1, "encode": ENTITIES}
 
 def _requests(count: int) -> None:
     sys.path.insert(0, str(HERE))
-    from client import serve  # the same simulated server as benchmarks/client.py
+    from client import simulated_server  # the same server as benchmarks/client.py
 
-    from medulla_imaging_exporter.config import Entity, TLSConfig
+    from medulla_imaging_exporter.config import Entity
     from medulla_imaging_exporter.transport import ImagingClient, WireEvents
 
     async def run(entity: Entity) -> None:
@@ -65,16 +63,8 @@ def _requests(count: int) -> None:
         finally:
             await client.aclose()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        pipe, child_end = multiprocessing.Pipe()
-        child = multiprocessing.get_context("spawn").Process(target=serve, args=(tmp, child_end))
-        child.start()
-        try:
-            url, ca_file = pipe.recv()
-            asyncio.run(run(Entity("Bench", url=url, tls=TLSConfig(ca_file=Path(ca_file)))))
-        finally:
-            pipe.send(False)
-            child.join(10)
+    with simulated_server() as (entity, _):
+        asyncio.run(run(entity))
 
 
 def _parsing(step: str) -> Callable[[int], None]:
