@@ -148,6 +148,21 @@ def test_redact_url() -> None:
     assert redact_url("https://u@[::1]/x") == "https://[::1]/x"
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://h/x?token=abc", "https://h/x?token=<redacted>"),
+        ("https://h/x?a=1&b=&c", "https://h/x?a=<redacted>&b=<redacted>&<redacted>"),
+        ("https://u:p@h/x?k=v#frag", "https://h/x?k=<redacted>#frag"),
+        ("https://u:p?w@h/x?k=v", "https://h/x?k=<redacted>"),  # '?' in the password
+        ("https://h/x?", "https://h/x?<redacted>"),
+        ("https://h/x#a?b=c", "https://h/x#a?b=c"),  # no query, only a fragment
+    ],
+)
+def test_query_values_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
 def test_the_example_configuration_is_valid(tmp_path: Path, ca_file: Path) -> None:
     example = Path(__file__).parent.parent / "examples" / "config.yml"
     shutil.copy(example, tmp_path / "config.yml")

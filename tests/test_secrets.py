@@ -37,6 +37,7 @@ from tests.helpers import (
 
 PASSWORD = "s3cret"
 WRONG = "wr0ng-passw0rd"
+TOKEN = "t0ken-in-the-query"  # the imaging server ignores it; a proxy in front may not
 DB_PASSWORD = "d4tabase-pa55"  # read from the environment, for a database that refuses
 SECRETS_DIR = FIXTURES / "configs" / "secrets"
 # (entity, behaviour of its server): one that answers, and one per kind of failure.
@@ -107,7 +108,7 @@ def test_no_secret_in_pages_logs_or_reload_errors(
 ) -> None:
     """Secured: the exporter also serves HTTPS with basic auth, whose secrets are scanned too."""
     cert, key = local_ca.write_client_cert(tmp_path)
-    secrets = [PASSWORD, basic("user", PASSWORD), DB_PASSWORD, *key_body(key)]
+    secrets = [PASSWORD, basic("user", PASSWORD), DB_PASSWORD, TOKEN, *key_body(key)]
     monkeypatch.setenv("MEDULLA_DB_PASSWORD", DB_PASSWORD)
     database = {
         "host": "127.0.0.1",
@@ -131,7 +132,7 @@ def test_no_secret_in_pages_logs_or_reload_errors(
     behaviours = [b for _, b in ENTITIES]
     with simulators(local_ca, *behaviours, client_auth=True) as servers:
         urls = {
-            name: server.url.replace("https://", f"https://user:{PASSWORD}@")
+            name: server.url.replace("https://", f"https://user:{PASSWORD}@") + f"?token={TOKEN}"
             for (name, _), server in zip(ENTITIES, servers, strict=True)
         }
         entities: list[dict[str, object]] = [{"name": n, "url": u} for n, u in urls.items()]

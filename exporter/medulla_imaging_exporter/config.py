@@ -27,6 +27,7 @@ DEFAULT_DB_QUERY_TIMEOUT_SECONDS = 10.0
 DEFAULT_DB_REFRESH_INTERVAL_SECONDS = 60.0
 DISCOVERY_SOURCES = ("database",)
 
+REDACTED = "<redacted>"
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*:(?://)?)?.*@")
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+)ms)?$")
 
@@ -108,7 +109,11 @@ def parse_duration(value: object) -> float:
 
 @functools.lru_cache(maxsize=4096)  # every entity's URL, at every scrape
 def redact_url(url: str) -> str:
-    """The URL without user and password, for labels, pages, logs and error messages."""
+    """The URL without user, password or query values, for labels, pages, logs and errors."""
+    return _redact_query(_redact_userinfo(url))
+
+
+def _redact_userinfo(url: str) -> str:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -124,6 +129,17 @@ def redact_url(url: str) -> str:
         host = f"[{host}]"
     netloc = host + (f":{parts.port}" if parts.port else "")
     return parts._replace(netloc=netloc).geturl()
+
+
+def _redact_query(url: str) -> str:
+    """Each value of the query hidden, its name kept: a token may ride there (``?token=``)."""
+    before, hash_mark, fragment = url.partition("#")
+    head, mark, query = before.partition("?")
+    if not mark:
+        return url
+    params = (p.partition("=") for p in query.split("&"))
+    shown = "&".join(f"{name}={REDACTED}" if eq else REDACTED for name, eq, _ in params)
+    return f"{head}?{shown}{hash_mark}{fragment}"
 
 
 class Reader:
