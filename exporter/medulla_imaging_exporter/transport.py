@@ -432,7 +432,7 @@ class ImagingClient:
         t0 = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                return await self._call(timeout, events, started_at, t0)
+                return await self._call(events, started_at, t0)
         except Exception as err:  # every failure is data for classification
             if events.tcp_stream is not None:
                 # A connection cancelled while being set up (TLS handshake) is left by httpcore
@@ -440,9 +440,7 @@ class ImagingClient:
                 await events.tcp_stream.aclose()
             return snapshot(events, started_at, t0, error=err)
 
-    async def _call(
-        self, timeout: float, events: WireEvents, started_at: float, t0: float
-    ) -> Exchange:
+    async def _call(self, events: WireEvents, started_at: float, t0: float) -> Exchange:
         # Built here rather than by the client, which would merge its defaults each time.
         # No per-operation timeout: the deadline of ``call`` bounds the whole exchange.
         request = httpx.Request(
