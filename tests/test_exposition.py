@@ -131,7 +131,8 @@ def test_any_label_value_number_and_help_text(
     gauge = GaugeMetricFamily("g_bytes", doc, labels=["entity", "a_label"])
     bare = GaugeMetricFamily("bare", doc)
     info = InfoMetricFamily("thing", doc, labels=["entity"])
-    counter = CounterMetricFamily("c", doc, labels=["entity"])  # not plain: the library's path
+    counter = CounterMetricFamily("c", doc, labels=["entity"])
+    created = CounterMetricFamily("cc", doc, labels=["entity"])  # with _created: the library's
     unit = GaugeMetricFamily("u_seconds", doc, unit="seconds")  # not plain either
     odd_label = GaugeMetricFamily("odd", doc, labels=["entity", "lé"])  # nor a UTF-8 label name
     stamped = GaugeMetricFamily("stamped", doc, labels=["entity"])  # nor a timestamp
@@ -143,6 +144,7 @@ def test_any_label_value_number_and_help_text(
         bare.add_metric([], v)
         info.add_metric([a], {"x": b})
         counter.add_metric([a], abs(v) if not math.isnan(v) else 0.0)
+        created.add_metric([a], abs(v) if not math.isnan(v) else 0.0, created=1.5)
         unit.add_metric([], v)
         odd_label.add_metric([a, b], v)
         stamped.add_metric([a], v, timestamp=1.5)
@@ -154,6 +156,7 @@ def test_any_label_value_number_and_help_text(
         bare,
         info,
         counter,
+        created,
         unit,
         odd_label,
         stamped,

@@ -2,8 +2,9 @@
 
 A thousand entities make about fifty thousand gauge samples per scrape, and
 prometheus_client's encoders spend most of a probe's CPU validating and escaping
-the same label names and values again for every sample. Plain gauge and info
-families (all the per-entity ones) are written here, in either text format; any
+the same label names and values again for every sample. Plain gauge, info and counter
+families (all the per-entity ones, most of the process's) are written here, in either
+text format; any
 other family goes through prometheus_client's own encoder, so the output is the
 same in every case. ``GaugeFamily`` goes further: it keeps label values and numbers
 rather than ``Sample`` objects, and each distinct set of label values is written once.
@@ -11,6 +12,7 @@ rather than ``Sample`` objects, and each distinct set of label values is written
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -78,16 +80,19 @@ class _Families(Collector):
         return self.metrics
 
 
+# The sample name's suffix of each plain family type, as both formats write it.
+_SUFFIXES = {"gauge": "", "info": "_info", "counter": "_total"}
+
+
 def _sample_name(metric: Metric) -> str:
-    return metric.name + "_info" if metric.type == "info" else metric.name
+    return metric.name + _SUFFIXES[metric.type]
 
 
 def _plain_family(metric: Metric) -> bool:
-    """A gauge or info family, without unit, with a legacy name (samples are checked apart)."""
+    """A gauge, info or counter family, without unit, with a legacy name (samples are checked
+    apart: a counter's ``_created`` sends the family to prometheus_client)."""
     return (
-        metric.type in ("gauge", "info")
-        and not metric.unit
-        and _METRIC_NAME.match(metric.name) is not None
+        metric.type in _SUFFIXES and not metric.unit and _METRIC_NAME.match(metric.name) is not None
     )
 
 
@@ -141,15 +146,21 @@ class _Memo:
         return text
 
 
+@functools.lru_cache(maxsize=256)  # the same few dozen families at every scrape
+def _header(name: str, kind: str, documentation: str, om: bool) -> str:
+    """The HELP and TYPE lines of a plain family."""
+    if om:
+        doc = _escape_value(documentation)
+    else:  # the text format names the family as its samples, and has no info type
+        name += _SUFFIXES[kind]
+        kind = "counter" if kind == "counter" else "gauge"
+        doc = documentation.replace("\\", r"\\").replace("\n", r"\n")
+    return f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"
+
+
 def _family(metric: Metric, om: bool, memo: _Memo) -> str | None:
     """HELP, TYPE and sample lines of a plain family; ``None`` if a sample is not plain."""
-    if om:
-        name, kind = metric.name, metric.type
-        doc = _escape_value(metric.documentation)
-    else:
-        name, kind = _sample_name(metric), "gauge"
-        doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
-    lines = [f"# HELP {name} {doc}\n# TYPE {name} {kind}\n"]
+    lines = [_header(metric.name, metric.type, metric.documentation, om)]
     sample_name = _sample_name(metric)
     if isinstance(metric, GaugeFamily):
         return _rows(metric, lines, memo)
@@ -169,12 +180,20 @@ def _family(metric: Metric, om: bool, memo: _Memo) -> str | None:
     return "".join(lines)
 
 
+@functools.lru_cache(maxsize=256)
+def _label_order(names: tuple[str, ...]) -> tuple[int, ...] | None:
+    """The positions of the label names in written (sorted) order; None if one is not legacy."""
+    if not all(_LABEL_NAME.match(n) for n in names):
+        return None
+    return tuple(sorted(range(len(names)), key=names.__getitem__))
+
+
 def _rows(metric: GaugeFamily, lines: list[str], memo: _Memo) -> str | None:
     """The sample lines of a ``GaugeFamily``, each set of label values escaped once."""
     names = metric.labelnames
-    if not all(_LABEL_NAME.match(n) for n in names):
+    order = _label_order(names)
+    if order is None:
         return None
-    order = sorted(range(len(names)), key=names.__getitem__)
     texts = memo.label_texts.setdefault(names, {})
     carried = memo.carried.get(names, {})
     name, number, pair, numbers = metric.name, memo.number, memo.pair, memo.numbers
