@@ -28,13 +28,12 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -45,6 +44,9 @@ from medulla_imaging_exporter.parsing import REQUEST_BODY
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, SimulatedServer
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # the repository, for its process helpers
+from tests.processes import exporter_command, free_port, process, stop, wait_http  # noqa: E402
+
 RESULTS = HERE / "results" / "latest.md"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 BLACKBOX = "prometheus-blackbox-exporter"
@@ -81,46 +83,6 @@ def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-@contextlib.contextmanager
-def running(args: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A process with its output in ``log``, stopped by its PID at the end."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            stop(proc)
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # --- the farm: many simulated imaging servers in one process ----------------------------
@@ -235,20 +197,6 @@ def blackbox_config(path: Path) -> Path:
     }
     path.write_text(json.dumps({"modules": {MODULE: module}}, indent=1))
     return path
-
-
-def exporter_command(config: Path, port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "medulla_imaging_exporter",
-        "--config.file",
-        str(config),
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--log.level",
-        "warn",
-    ]
 
 
 def blackbox_command(config: Path, port: int) -> list[str]:
@@ -367,9 +315,10 @@ def run_size(
     try:
         port = free_port()
         config = exporter_config(farm, work / f"exporter-{n}.yml")
-        with running(exporter_command(config, port), work / f"exporter-{n}.log") as proc:
+        command = exporter_command(port, "--config.file", config, "--log.level", "warn")
+        with process(command, work / f"exporter-{n}.log") as proc:
             base = f"http://127.0.0.1:{port}"
-            wait_http(f"{base}/-/ready", proc)
+            wait_http(f"{base}/-/ready", timeout=30, process=proc)
             with httpx.Client(timeout=60) as client, httpx.Client(timeout=30) as bb_client:
                 metrics = f"{base}/metrics"
                 cold = scrape(client, metrics, None)  # opens the N TLS connections
@@ -567,12 +516,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if use_blackbox:
                 port = free_port()
                 bb = stack.enter_context(
-                    running(
+                    process(
                         blackbox_command(blackbox_config(work / "blackbox.yml"), port),
                         work / "blackbox.log",
                     )
                 )
-                wait_http(f"http://127.0.0.1:{port}/-/healthy", bb)
+                wait_http(f"http://127.0.0.1:{port}/-/healthy", timeout=30, process=bb)
                 blackbox = (bb, port)
             for n in sizes:
                 print(f"N={n} ...", file=sys.stderr, flush=True)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
@@ -24,6 +22,10 @@ from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, SimulatedServer
 from medulla_imaging_exporter.web import create_app
 from medulla_imaging_exporter.webconfig import WebConfig
+from tests.processes import exporter_command
+from tests.processes import free_port as free_port  # re-exported for the tests
+from tests.processes import process as process
+from tests.processes import wait_http as wait_http
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).parent.parent
@@ -48,57 +50,12 @@ def fixture_bytes(relative: str) -> bytes:
     return (FIXTURES / relative).read_bytes()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_http(
-    url: str,
-    timeout: float = 20.0,
-    process: subprocess.Popen[bytes] | None = None,
-    verify: ssl.SSLContext | bool = True,
-) -> None:
-    """Poll until the URL answers 200; fail early if the process died."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1, verify=verify).status_code == 200:
-                return
-        except httpx.HTTPError as err:
-            last = err
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer in {timeout}s: {last}")
-
-
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met in {timeout}s")
         time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def process(args: Sequence[str], log_path: Path, **kw: object) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a process with its output in a file; stop exactly that process at the end."""
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(list(args), stdout=log, stderr=subprocess.STDOUT, **kw)  # type: ignore[call-overload]
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 @contextlib.contextmanager
@@ -113,14 +70,7 @@ def cli_process(
 
     ``scheme`` and ``verify`` (an SSL context) are for an exporter serving HTTPS."""
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "medulla_imaging_exporter",
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        *map(str, args),
-    ]
+    argv = exporter_command(port, *args)
     with process(argv, tmp_path / log_name, env={**os.environ}) as proc:
         base = f"{scheme}://127.0.0.1:{port}"
         wait_http(f"{base}/-/ready", process=proc, verify=verify)

@@ -15,6 +15,7 @@ import pytest
 
 from medulla_imaging_exporter import __version__
 from tests.helpers import FIXTURES, demo_exporter, free_port, process, wait_http, wait_until
+from tests.processes import exporter_command
 
 GOLDEN = Path(__file__).parent / "golden" / "demo.prom"
 # Values that change from run to run; the golden file keeps their series, not their values.
@@ -101,17 +102,7 @@ def test_sighup_reloads_and_a_bad_file_keeps_the_running_config(tmp_path: Path) 
     config = tmp_path / "config.yml"
     config.write_text("entities:\n  - name: Siveo Medulla\n")
     port = free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "medulla_imaging_exporter",
-        "--config.file",
-        str(config),
-        "--web.listen-address",
-        f"127.0.0.1:{port}",
-        "--log.format",
-        "json",
-    ]
+    args = exporter_command(port, "--config.file", config, "--log.format", "json")
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "exporter.log"
     with process(args, log) as proc:
