@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from medulla_imaging_exporter import transport
 from medulla_imaging_exporter.config import Entity
 from medulla_imaging_exporter.model import Reason, Status
 from medulla_imaging_exporter.prober import Prober
@@ -59,6 +60,21 @@ async def test_after_a_timeout_the_next_probe_uses_a_fresh_connection(
     entity = entity_for(server, timeout=0.3)
     assert (await prober.probe(entity)).reason is Reason.TIMEOUT
     server.behaviour = Behaviour.OK
+    result = await prober.probe(entity)
+    assert result.status is Status.AVAILABLE, result.detail
+    assert server.connections == 2
+
+
+async def test_a_connection_idle_past_its_keep_alive_is_replaced(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "KEEPALIVE_SECONDS", 0.2)
+    server = await make_server()
+    entity = entity_for(server)
+    assert (await prober.probe(entity)).status is Status.AVAILABLE
+    assert (await prober.probe(entity)).status is Status.AVAILABLE
+    assert server.connections == 1  # reused within its keep-alive
+    await asyncio.sleep(0.4)
     result = await prober.probe(entity)
     assert result.status is Status.AVAILABLE, result.detail
     assert server.connections == 2

@@ -111,9 +111,9 @@ class _Receiver(asyncio.Protocol):
     """
 
     HIGH_WATER = 256 * 1024
+    transport: asyncio.Transport  # set by connection_made, before any data
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
         # A list, not a deque: it rarely holds more than one chunk, and an empty deque
         # weighs 760 bytes against 56, for each of a thousand idle connections.
         self.chunks: list[bytes] = []
@@ -129,7 +129,7 @@ class _Receiver(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
         self.buffered += len(data)
-        if self.buffered > self.HIGH_WATER and self.transport is not None:
+        if self.buffered > self.HIGH_WATER:
             self.transport.pause_reading()
             self.paused = True
         self._wake()
@@ -153,7 +153,7 @@ class _Receiver(asyncio.Protocol):
             self.chunks.insert(0, data[max_bytes:])
             data = data[:max_bytes]
         self.buffered -= len(data)
-        if self.paused and self.buffered <= self.HIGH_WATER // 2 and self.transport is not None:
+        if self.paused and self.buffered <= self.HIGH_WATER // 2:
             self.transport.resume_reading()
             self.paused = False
         return data
@@ -296,6 +296,12 @@ class _TLSStream(_Stream):
             return self._ssl
         return super().get_extra_info(info)
 
+    @functools.cached_property
+    def cert_not_after(self) -> float | None:
+        """The server certificate's expiry, read once per connection, not at every request."""
+        der = self._ssl.getpeercert(binary_form=True)
+        return cert_not_after(der) if der else None
+
 
 class _Backend(httpcore.AsyncNetworkBackend):
     """Connections for httpcore on the running event loop's own transports."""
@@ -389,7 +395,6 @@ def _context(tls: TLSConfig) -> ssl.SSLContext:
     return ssl_context(tls)
 
 
-@functools.lru_cache(maxsize=4096)
 def cert_not_after(der: bytes) -> float | None:
     """Expiry of a DER certificate, read even when verification is off; None if unreadable."""
     try:
@@ -468,8 +473,6 @@ class ImagingClient:
             # probe leaves forty objects for the cyclic garbage collector to find.
             response.stream = _CLOSED_STREAM
         stream = response.extensions.get("network_stream")
-        ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
         return snapshot(
             events,
             started_at,
@@ -477,7 +480,7 @@ class ImagingClient:
             status_code=response.status_code,
             content_type=response.headers.get("Content-Type"),
             body=b"".join(chunks),
-            cert_not_after=cert_not_after(der) if der else None,
+            cert_not_after=stream.cert_not_after if isinstance(stream, _TLSStream) else None,
         )
 
     async def aclose(self) -> None:
