@@ -5,12 +5,18 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator
 
+import httpx
 import pytest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
-from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter import web
+from medulla_imaging_exporter.config import Config, Entity
 from medulla_imaging_exporter.gcpolicy import THRESHOLD, paused_during_scrape, tune
 from medulla_imaging_exporter.prober import Prober
+from medulla_imaging_exporter.runtime import Runtime
 from tests.conftest import MakeServer
+from tests.helpers import serving
 
 
 @pytest.fixture
@@ -73,3 +79,31 @@ async def test_a_probe_leaves_no_reference_cycle(
         assert gc.collect() == 0
     finally:
         await prober.aclose()
+
+
+class _Witness(Collector):
+    """A collector of the process's own kind that notes whether the collector ran."""
+
+    def __init__(self) -> None:
+        self.enabled: list[bool] = []
+
+    def collect(self) -> list[Metric]:
+        self.enabled.append(gc.isenabled())
+        return []
+
+
+@pytest.mark.usefixtures("restore_gc")
+async def test_metrics_is_encoded_with_the_collector_paused(
+    make_server: MakeServer,
+    entity_for: Callable[..., Entity],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gc.enable()
+    witness = _Witness()
+    monkeypatch.setattr(web, "_PROCESS_COLLECTORS", [*web._PROCESS_COLLECTORS, witness])
+    entity = entity_for(await make_server(), name="Public")
+    runtime = Runtime(lambda: Config(entities=(entity,)))
+    async with serving(runtime) as base, httpx.AsyncClient(base_url=base) as client:
+        assert (await client.get("/metrics")).status_code == 200
+    assert witness.enabled == [False]  # the scrape ran paused
+    assert gc.isenabled()  # and the collector came back
