@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+import anyio
 import pytest
 
 from medulla_imaging_exporter import transport
@@ -24,6 +26,7 @@ from medulla_imaging_exporter.transport import (
     ImagingClient,
     WireEvents,
     _Backend,
+    _FreeLock,
     _Receiver,
 )
 from tests.conftest import MakeServer
@@ -228,6 +231,35 @@ async def test_a_client_sends_one_request_at_a_time(
     finally:
         await client.aclose()
     assert server.connections == 1
+
+
+async def test_a_request_takes_no_anyio_lock(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpcore's per-connection anyio locks yield to the event loop three times a request;
+    a server is sent one request at a time, so the transport's connection takes none."""
+    created: list[object] = []
+    real = anyio.Lock
+
+    def spy(*args: Any, **kwargs: Any) -> anyio.Lock:
+        created.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(anyio, "Lock", spy)
+    entity = entity_for(await make_server())
+    for _ in range(3):
+        assert (await prober.probe(entity)).status is Status.AVAILABLE
+    assert created == []
+
+
+async def test_the_connections_lock_refuses_a_second_holder() -> None:
+    lock = _FreeLock()
+    async with lock:
+        with pytest.raises(RuntimeError, match="already under way"):
+            async with lock:
+                pass
+    async with lock:  # released, even by the refusal
+        pass
 
 
 async def test_a_flooding_server_is_read_only_as_fast_as_the_reply_is_consumed() -> None:

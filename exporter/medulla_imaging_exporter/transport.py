@@ -338,18 +338,69 @@ class _Backend(httpcore.AsyncNetworkBackend):
 _BACKEND = _Backend()
 
 
-class _OneConnection(httpcore.AsyncConnectionPool):
-    """httpcore's pool cut down to the one kept-alive connection a server gets.
+class _FreeLock:
+    """httpcore's per-connection lock, for a connection never given two requests at once.
+
+    anyio's lock yields to the event loop at every acquisition, three times per request;
+    this one never waits, and says so if that promise is ever broken.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = False
+
+    async def __aenter__(self) -> None:
+        if self._held:
+            raise RuntimeError("a request to this server is already under way")
+        self._held = True
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._held = False
+
+
+class _HTTP11(httpcore.AsyncHTTP11Connection):
+    """HTTP/1.1 over one connection, with ``_FreeLock`` (see there)."""
+
+    def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream) -> None:
+        super().__init__(origin=origin, stream=stream, keepalive_expiry=KEEPALIVE_SECONDS)
+        self._state_lock = _FreeLock()  # type: ignore[assignment]
+
+
+class _Connection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection, with its TCP and TLS steps and their trace events, always
+    HTTP/1.1 (the context offers no ALPN) and with ``_FreeLock``."""
+
+    def __init__(self, origin: httpcore.Origin, context: ssl.SSLContext) -> None:
+        super().__init__(
+            origin=origin,
+            ssl_context=context,
+            keepalive_expiry=KEEPALIVE_SECONDS,
+            network_backend=_BACKEND,
+        )
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        if self._connection is None:
+            try:
+                stream = await self._connect(request)
+            except BaseException:
+                self._connect_failed = True
+                raise
+            self._connection = _HTTP11(self._origin, stream)
+        return await self._connection.handle_async_request(request)
+
+
+class _OneConnection:
+    """In place of httpcore's pool: the one kept-alive connection a server gets.
 
     The pool queues requests for many connections under locks, twice per request; the
-    prober never sends a server two requests at once, so one ``AsyncHTTPConnection``,
-    replaced when it closed or expired, does the same for less CPU.
+    prober never sends a server two requests at once, so one ``_Connection``, replaced
+    when it closed or expired, does the same for less CPU.
     """
 
     def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__(ssl_context=context, keepalive_expiry=KEEPALIVE_SECONDS)
         self._context = context
-        self._connection: httpcore.AsyncHTTPConnection | None = None
+        self._connection: _Connection | None = None
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         connection = self._connection
@@ -357,12 +408,7 @@ class _OneConnection(httpcore.AsyncConnectionPool):
             await connection.aclose()
             connection = None
         if connection is None:
-            connection = self._connection = httpcore.AsyncHTTPConnection(
-                origin=request.url.origin,
-                ssl_context=self._context,
-                keepalive_expiry=KEEPALIVE_SECONDS,
-                network_backend=_BACKEND,
-            )
+            connection = self._connection = _Connection(request.url.origin, self._context)
         elif not connection.is_available():
             raise RuntimeError("a request to this server is already under way")
         return await connection.handle_async_request(request)
@@ -382,7 +428,8 @@ class _Transport(httpx.AsyncHTTPTransport):
 
     def __init__(self, context: ssl.SSLContext) -> None:
         super().__init__(verify=context)
-        self._pool = _OneConnection(context)
+        # httpx calls only ``handle_async_request`` and ``aclose`` of its pool.
+        self._pool = _OneConnection(context)  # type: ignore[assignment]
 
 
 _NO_TIMEOUT = httpx.Timeout(None).as_dict()
