@@ -110,10 +110,17 @@ async def test_the_request_is_an_xmlrpc_post_with_our_headers() -> None:
     port = server.sockets[0].getsockname()[1]
     async with server:
         client = ImagingClient(Entity(name="E", url=_url(server, "user:secret@") + "?x=1"))
+        traces = [WireEvents(), WireEvents()]
         try:
-            await client.call(2.0, WireEvents())
+            for trace in traces:  # the server closes each time: two connections
+                await client.call(2.0, trace)
         finally:
             await client.aclose()
+    # One request object is sent every time: nothing accumulates in it (credentials)...
+    assert len(seen) == 2 and seen[0] == seen[1]
+    # ...and each exchange still reports its own wire events.
+    assert all("connection.connect_tcp.complete" in trace.names for trace in traces)
+    assert traces[0].timeline[-1][0] < traces[1].timeline[0][0]
     head, _, body = seen[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}

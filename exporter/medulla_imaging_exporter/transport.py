@@ -468,12 +468,19 @@ class ImagingClient:
         if entity.url is None:
             raise ValueError(f"entity {entity.name!r} has no imaging server URL")
         self.url = entity.url
-        self._url = httpx.URL(entity.url)  # parsed once, not at every request
         self.max_reply_bytes = entity.max_reply_bytes
-        self._extensions: dict[str, Any] = {}
+        # No per-operation timeout: the deadline of ``call`` bounds the whole exchange.
+        self._extensions: dict[str, Any] = {"timeout": _NO_TIMEOUT}
         if entity.tls.server_name:
             self._extensions["sni_hostname"] = entity.tls.server_name
-        self._headers = httpx.Headers({"Content-Type": "text/xml", "User-Agent": USER_AGENT})
+        # Built once: every probe sends the same request, and httpx sends a request "as-is,
+        # unmodified"; only its extensions (the trace of this exchange) change.
+        self._request = httpx.Request(
+            "POST",
+            entity.url,
+            headers={"Content-Type": "text/xml", "User-Agent": USER_AGENT},
+            content=REQUEST_BODY,
+        )
         self._client = _Client(
             transport=_Transport(_context(entity.tls)), trust_env=False, follow_redirects=False
         )
@@ -493,15 +500,8 @@ class ImagingClient:
             return snapshot(events, started_at, t0, error=err)
 
     async def _call(self, events: WireEvents, started_at: float, t0: float) -> Exchange:
-        # Built here rather than by the client, which would merge its defaults each time.
-        # No per-operation timeout: the deadline of ``call`` bounds the whole exchange.
-        request = httpx.Request(
-            "POST",
-            self._url,
-            headers=self._headers,
-            content=REQUEST_BODY,
-            extensions={**self._extensions, "timeout": _NO_TIMEOUT, "trace": events},
-        )
+        request = self._request
+        request.extensions = {**self._extensions, "trace": events}
         response = await self._client.send(request, stream=True)
         try:
             declared = response.headers.get("Content-Length", "")
