@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import pytest
 
-from medulla_imaging_exporter import transport
+from medulla_imaging_exporter import gcpolicy, transport
 from medulla_imaging_exporter.config import Entity
 from medulla_imaging_exporter.model import Reason, Status
 from medulla_imaging_exporter.prober import Prober
@@ -32,6 +32,15 @@ from medulla_imaging_exporter.transport import (
 from tests.conftest import MakeServer
 
 EntityFor = Callable[..., Entity]
+
+
+def _glibc_malloc_in_use() -> Callable[[], int]:
+    """Bytes in use in the C heap, by glibc's ``mallinfo2`` (as in the container image)."""
+    assert gcpolicy._GLIBC is not None, "glibc's mallinfo2 is needed"
+    info = gcpolicy._GLIBC[1]
+    return lambda: int(info().uordblks)
+
+
 TLS_APPLICATION_DATA = 23
 
 
@@ -267,6 +276,25 @@ async def test_the_connections_lock_refuses_a_second_holder() -> None:
                 pass
     async with lock:  # released, even by the refusal
         pass
+
+
+async def test_no_openssl_write_buffer_is_left_once_a_reply_is_read(
+    make_server: MakeServer, entity_for: EntityFor
+) -> None:
+    """Reading TLS 1.3's session tickets with the first reply made OpenSSL keep a 16 kB
+    write buffer per connection until the next request; a write of nothing frees it."""
+    in_use = _glibc_malloc_in_use()
+    client = ImagingClient(entity_for(await make_server()))
+    try:
+        assert (await client.call(2.0, WireEvents())).status_code == 200
+        pool = client._client._transport._pool  # type: ignore[attr-defined]
+        tls = pool._connection._connection._network_stream
+        assert tls._ssl.version() == "TLSv1.3"  # the simulator sends session tickets
+        before = in_use()
+        tls._ssl.write(b"")  # would free the buffer if one were left
+        assert before - in_use() < 4096
+    finally:
+        await client.aclose()
 
 
 async def test_a_flooding_server_is_read_only_as_fast_as_the_reply_is_consumed() -> None:

@@ -278,18 +278,31 @@ class _TLSStream(_Stream):
     async def _receive(self, max_bytes: int, timeout: float | None) -> bytes:
         while True:
             try:
-                return self._ssl.read(max_bytes)
+                data = self._ssl.read(max_bytes)
             except ssl.SSLWantReadError:
                 self._send_records()  # what TLS 1.3 may answer after the handshake
             except ssl.SSLZeroReturnError:
                 return b""
             except ssl.SSLError as err:
                 raise httpcore.ReadError(str(err)) from err
+            else:
+                self._release_write_buffer()
+                return data
             data = await super()._receive(TLS_READ_BYTES, timeout)
             if not data:
                 # Closed without close_notify; h11 decides whether the reply was whole.
                 return b""
             self._incoming.write(data)
+
+    def _release_write_buffer(self) -> None:
+        """Reading TLS 1.3's session tickets makes OpenSSL take a 16 kB write buffer that it
+        keeps until the next write; a write of nothing gives it back at once (16 MB for a
+        thousand new connections) and sends whatever the read left to answer."""
+        try:
+            self._ssl.write(b"")
+        except ssl.SSLError:
+            return  # the connection's next read or write reports it
+        self._send_records()
 
     def get_extra_info(self, info: str) -> Any:
         if info == "ssl_object":
