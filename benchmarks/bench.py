@@ -5,7 +5,8 @@ Three kinds of process, each measured from the outside through /proc so that eve
 side is counted the same way (user + system CPU of all its threads, peak RSS):
 
 - a *farm*: N simulated imaging servers (one TLS listener each) in one asyncio loop,
-  driven over its stdin/stdout pipe (make some servers hang, count connections);
+  driven over its stdin/stdout pipe (make some servers hang or answer late, count
+  connections);
 - the exporter, started as the real CLI with a generated configuration;
 - Debian's ``prometheus-blackbox-exporter`` with an ``http`` module that POSTs the
   same ``imagingServerStatus`` call, probed one target at a time.
@@ -92,7 +93,8 @@ async def farm_main(count: int, directory: Path) -> None:
     """Serve ``count`` simulated servers; answer one JSON line per command on stdin.
 
     Commands: ``stall I J ...`` (those servers hang after reading the request; every
-    other one answers), ``stats`` (connections and requests served).
+    other one answers), ``delay SECONDS`` (every server waits that long before each
+    answer), ``stats`` (connections and requests served).
     """
     raise_nofile()
     ca = LocalCA()
@@ -116,6 +118,10 @@ async def farm_main(count: int, directory: Path) -> None:
             for index, server in enumerate(servers):
                 server.behaviour = Behaviour.STALL_REPLY if index in stalled else Behaviour.OK
             reply({"stalled": len(stalled)})
+        elif command == "delay":
+            for server in servers:
+                server.delay = float(args[0])
+            reply({"delay": float(args[0])})
         elif command == "stats":
             reply(
                 {
@@ -274,6 +280,8 @@ class SizeResult:
     blackbox: list[Sample] = field(default_factory=list)
     blackbox_failed: int = 0
     cold_connections: int = 0
+    # server latency (s) -> /metrics wall times with every server answering that late
+    latency_wall: dict[float, list[float]] = field(default_factory=dict)
 
 
 def med(values: Sequence[float]) -> float:
@@ -353,6 +361,12 @@ def run_size(
                     if s.up != n - len(stalled) or s.down != len(stalled):
                         result.hang_healthy_reported = False
                 farm.command("stall")
+                for latency in args.latencies:
+                    farm.command("delay", latency)
+                    result.latency_wall[latency] = [
+                        scrape(client, metrics, None).wall for _ in range(args.latency_repeats)
+                    ]
+                farm.command("delay", 0)
             result.peak_rss = peak_rss_bytes(proc.pid)
     finally:
         farm.close()
@@ -432,6 +446,20 @@ def report(results: list[SizeResult], args: argparse.Namespace, command: str) ->
                 f"| {r.n} | {ms(b_cpu)} | {ms(b_farm)} | {e_ratio:.2f} | {f_ratio:.2f} "
                 f"| {exporter_handshakes} / {blackbox_handshakes} | {r.blackbox_failed} |"
             )
+    if args.latencies:
+        lines += [
+            "",
+            "| N | /metrics wall, median, servers answering at once | "
+            + " | ".join(f"servers answering in {x * 1000:g} ms" for x in args.latencies)
+            + " |",
+            "|---:|---:|" + "---:|" * len(args.latencies),
+        ]
+        lines += [
+            f"| {r.n} | {med(r.wall):.3f} s | "
+            + " | ".join(f"{med(r.latency_wall[x]):.3f} s" for x in args.latencies)
+            + " |"
+            for r in results
+        ]
     lines += ["", targets(results, args)]
     return (
         f"## Probes\n\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with\n\n"
@@ -467,6 +495,15 @@ def targets(results: list[SizeResult], args: argparse.Namespace) -> str:
         if (small := by_n.get(100)) is not None:
             growth = ratio(med(big.wall), med(small.wall))
             rows.append(("wall(1000) <= 3 x wall(100)", f"{growth:.2f} x", growth <= 3))
+            for latency in args.latencies:
+                growth = ratio(med(big.latency_wall[latency]), med(small.latency_wall[latency]))
+                rows.append(
+                    (
+                        f"wall(1000) <= 3 x wall(100), servers answering in {latency * 1000:g} ms",
+                        f"{growth:.2f} x",
+                        growth <= 3,
+                    )
+                )
     out = ["| target | measured | holds |", "|---|---|---|"]
     out += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in rows]
     return "\n".join(out)
@@ -487,6 +524,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--hang-fraction", type=float, default=0.1, help="share of hanging servers")
     p.add_argument("--hang-repeats", type=int, default=3, help="scrapes with hanging servers")
     p.add_argument("--timeout", type=float, default=2.0, help="probe timeout with hanging servers")
+    p.add_argument(
+        "--latencies",
+        type=lambda text: [float(x) for x in text.split(",") if x],
+        default=[0.05, 0.2],
+        help="server latencies in seconds for extra wall-time scrapes (default 0.05,0.2; '' none)",
+    )
+    p.add_argument("--latency-repeats", type=int, default=3, help="scrapes per latency")
     p.add_argument("--no-blackbox", action="store_true", help="skip blackbox_exporter")
     p.add_argument(
         "--output", type=Path, default=RESULTS, help=f"default {RESULTS.relative_to(HERE.parent)}"

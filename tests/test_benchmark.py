@@ -15,6 +15,7 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     args = [
         *("--sizes", "3", "--probes", "6", "--repeats", "2", "--batches", "1"),
         *("--hang-repeats", "1", "--timeout", "0.5", "--no-blackbox", "--output", str(output)),
+        *("--latencies", "0.3", "--latency-repeats", "1"),
     ]
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench.py"), *args],
@@ -26,11 +27,17 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     table = output.read_text()
     assert table.strip() == run.stdout.strip()
-    rows = [line for line in table.splitlines() if line.startswith("| 3 |")]
-    assert len(rows) == 1, table
-    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| 3 |")
+    ]
+    assert [len(cells) for cells in rows] == [9, 3], table  # the main table, the latency one
+    cells, latency = rows
     assert cells[1] == "6"  # probes: 2 scrapes of 3 entities
     assert cells[5] == "yes"  # every healthy server reported while one hung
+    assert "servers answering in 300 ms" in table
+    assert float(latency[2].removesuffix(" s")) >= 0.3  # the servers did answer late
     assert "nproc: " in table and "benchmarks/bench.py --sizes 3" in table
 
 
