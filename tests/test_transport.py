@@ -297,6 +297,44 @@ async def test_no_openssl_write_buffer_is_left_once_a_reply_is_read(
         await client.aclose()
 
 
+async def test_at_most_handshake_slots_tls_handshakes_run_at_once(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "HANDSHAKE_SLOTS", 2)
+    running, most = 0, 0
+    handshake = transport._TLSStream.handshake
+
+    async def counted(stream: transport._TLSStream) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await handshake(stream)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(transport._TLSStream, "handshake", counted)
+    entities = [entity_for(await make_server(), name=f"E{i}") for i in range(6)]
+    statuses = await asyncio.gather(*(prober.probe(e) for e in entities))
+    assert [s.status for s in statuses] == [Status.AVAILABLE] * 6
+    assert most == 2
+
+
+async def test_a_stalled_handshake_gives_its_slot_up(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that never answers the handshake delays the others by the slot's time at
+    most, not by its whole timeout."""
+    monkeypatch.setattr(transport, "HANDSHAKE_SLOTS", 1)
+    stalled = entity_for(await make_server(Behaviour.STALL_TLS), name="Stalled", timeout=10)
+    healthy = entity_for(await make_server(), name="Healthy", timeout=1.0)
+    first = asyncio.create_task(prober.probe(stalled))
+    await asyncio.sleep(0.05)  # the stalled handshake holds the only slot
+    assert (await prober.probe(healthy)).status is Status.AVAILABLE
+    assert not first.done()  # still waiting for the handshake, without its slot
+    first.cancel()
+
+
 async def test_a_flooding_server_is_read_only_as_fast_as_the_reply_is_consumed() -> None:
     """Reading pauses once ``_Receiver.HIGH_WATER`` bytes wait, and resumes as they go."""
     flood = b"x" * (1 << 20)

@@ -8,10 +8,12 @@ TLS start and finish, which HTTP status); deciding what that means is the job of
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ssl
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -217,7 +219,7 @@ class _Stream(httpcore.AsyncNetworkStream):
     ) -> httpcore.AsyncNetworkStream:
         tls = _TLSStream(self._transport, self._receiver, ssl_context, server_hostname)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), _handshake_slot():
                 await tls.handshake()
         except TimeoutError as err:
             raise httpcore.ConnectTimeout("timed out during the TLS handshake") from err
@@ -231,6 +233,42 @@ class _Stream(httpcore.AsyncNetworkStream):
             return bool(receiver.chunks) or receiver.eof
         name = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
         return self._transport.get_extra_info(name)
+
+
+# At most this many TLS handshakes at once: a thousand at a time, as the first scrape of
+# a thousand servers starts them, hold some 50 kB each in OpenSSL and leave the heap in
+# holes. Since the CPU does one handshake at a time anyway, the queue costs no time.
+HANDSHAKE_SLOTS = 32
+# A handshake gives its slot up after this long even if unfinished: a server that stalls
+# its handshake delays the others by this much, not by its whole timeout.
+HANDSHAKE_SLOT_SECONDS = 0.2
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextlib.asynccontextmanager
+async def _handshake_slot() -> AsyncIterator[None]:
+    """One of the event loop's ``HANDSHAKE_SLOTS``, for ``HANDSHAKE_SLOT_SECONDS`` at most."""
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        slots = _SLOTS[loop] = asyncio.Semaphore(HANDSHAKE_SLOTS)
+    await slots.acquire()
+    held = True
+
+    def release() -> None:
+        nonlocal held
+        if held:
+            held = False
+            slots.release()
+
+    timer = loop.call_later(HANDSHAKE_SLOT_SECONDS, release)
+    try:
+        yield
+    finally:
+        timer.cancel()
+        release()
 
 
 class _TLSStream(_Stream):
