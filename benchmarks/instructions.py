@@ -15,6 +15,9 @@ out start-up and imports. Operations:
   (``parse_reply``, the commands' outputs);
 - ``encode``: the exposition (OpenMetrics) of one entity, in a scrape of 1,000 that follows
   another, as on ``/metrics``;
+- ``scrape``: all of it, per probe: ``Prober.probe_all`` of 100 entities on kept-alive
+  connections to one simulated server, then their exposition, with the cyclic collector
+  paused as ``/metrics`` does (the HTTP server that answers ``/metrics`` left out);
 
 Needs Debian's ``valgrind``. Prints a table and writes it to
 ``benchmarks/results/instructions.txt``.
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -42,8 +46,18 @@ COUNTS = {
     "decode": (100, 1100),
     "sections": (100, 1100),
     "encode": (1, 4),
+    "scrape": (2, 12),
 }
-PER = {"request": 1, "parse": 1, "decode": 1, "sections": 1, "encode": ENTITIES}
+SCRAPE_ENTITIES = 100
+PER = {
+    "request": 1,
+    "parse": 1,
+    "decode": 1,
+    "sections": 1,
+    "encode": ENTITIES,
+    "scrape": SCRAPE_ENTITIES,
+}
+OPENMETRICS = "application/openmetrics-text"
 
 
 def _requests(count: int) -> None:
@@ -117,7 +131,36 @@ def _encode(count: int) -> None:
     ]
     carried = Carried()  # as /metrics does, from one scrape to the next
     for _ in range(count):
-        encode([ScrapeCollector(entities, statuses)], "application/openmetrics-text", carried)
+        encode([ScrapeCollector(entities, statuses)], OPENMETRICS, carried)
+
+
+def _scrapes(count: int) -> None:
+    sys.path.insert(0, str(HERE))
+    from client import simulated_server
+
+    from medulla_imaging_exporter import gcpolicy
+    from medulla_imaging_exporter.collector import ScrapeCollector
+    from medulla_imaging_exporter.config import Entity
+    from medulla_imaging_exporter.exposition import Carried, encode
+    from medulla_imaging_exporter.prober import Prober
+
+    async def run(entities: list[Entity]) -> None:
+        prober, carried = Prober(), Carried()
+        prober.configure(entities)
+        try:
+            for _ in range(count + 1):  # the first one connects, whatever the count
+                with gcpolicy.paused_during_scrape():
+                    statuses = await prober.probe_all(entities)
+                    encode([ScrapeCollector(entities, statuses)], OPENMETRICS, carried)
+                if any(s.reason is not None for s in statuses):
+                    raise RuntimeError(f"a probe failed: {statuses!r}")
+        finally:
+            await prober.aclose()
+
+    gcpolicy.tune()
+    with simulated_server() as (entity, _):
+        entities = [replace(entity, name=f"entity-{i:03d}") for i in range(SCRAPE_ENTITIES)]
+        asyncio.run(run(entities))
 
 
 OPERATIONS: dict[str, Callable[[int], None]] = {
@@ -126,6 +169,7 @@ OPERATIONS: dict[str, Callable[[int], None]] = {
     "decode": _parsing("decode"),
     "sections": _parsing("sections"),
     "encode": _encode,
+    "scrape": _scrapes,
 }
 
 
