@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from medulla_imaging_exporter.config import (
     ConfigError,
+    Entity,
     TLSConfig,
     load_config,
     parse_duration,
@@ -170,3 +172,15 @@ def test_the_example_configuration_is_valid(tmp_path: Path, ca_file: Path) -> No
     config = load_config(tmp_path / "config.yml")
     assert [e.name for e in config.entities] == ["Siveo Medulla", "Public", "Private"]
     assert all(not e.tls.insecure_skip_verify for e in config.entities)
+
+
+def test_an_entity_hashes_as_its_fields_so_equal_entities_are_one_key() -> None:
+    entity = Entity("Public", url="https://imaging.example:9990/imaging_api")
+    same = Entity("Public", url="https://imaging.example:9990/imaging_api")
+    changed = replace(entity, tls=TLSConfig(server_name="other"))
+    assert hash(entity) == hash(same) == hash(entity)  # the second hash is the cached one
+    clients = {entity: "connection"}
+    assert clients.get(same) == "connection"
+    assert clients.get(changed) is None
+    assert changed == replace(same, tls=TLSConfig(server_name="other"))
+    assert hash(changed) == hash(replace(same, tls=TLSConfig(server_name="other")))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import replace
 
 import httpx
 
@@ -97,20 +96,28 @@ def _reply(exchange: Exchange, url: str) -> Reply:
         raise _Failure(Reason.MALFORMED, str(err)) from None
 
 
-def classify(entity: Entity, exchange: Exchange | None) -> EntityStatus:
-    """One immutable status for the entity; ``None`` means it has no imaging server."""
+def classify(
+    entity: Entity, exchange: Exchange | None, timeout_seconds: float | None = None
+) -> EntityStatus:
+    """One immutable status for the entity; ``None`` means it has no imaging server.
+
+    ``timeout_seconds`` is the deadline the probe ran under, for its metric.
+    """
     if exchange is None or entity.url is None:
         return EntityStatus(entity=entity.name, status=Status.NOT_LINKED)
-    status = EntityStatus(
+    status, reason, detail, reply = Status.AVAILABLE, None, "", None
+    try:
+        reply = _reply(exchange, entity.url)
+    except _Failure as failure:
+        status, reason, detail = failure.reason.status, failure.reason, failure.detail
+    return EntityStatus(
         entity=entity.name,
-        status=Status.AVAILABLE,
+        status=status,
+        reason=reason,
+        detail=detail,
         started_at=exchange.started_at,
         duration_seconds=exchange.duration_seconds,
+        reply=reply,
         cert_not_after=exchange.cert_not_after,
+        timeout_seconds=timeout_seconds,
     )
-    try:
-        return replace(status, reply=_reply(exchange, entity.url))
-    except _Failure as failure:
-        return replace(
-            status, status=failure.reason.status, reason=failure.reason, detail=failure.detail
-        )

@@ -11,7 +11,7 @@ import os
 import re
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -60,6 +60,14 @@ class Entity:
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     tls: TLSConfig = field(default_factory=TLSConfig)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @functools.cached_property
+    def _hash(self) -> int:
+        """Computed once: the prober looks an entity up in its dictionaries five times a probe."""
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import replace
 
 from medulla_imaging_exporter.classify import classify
 from medulla_imaging_exporter.config import Entity
@@ -112,7 +111,7 @@ class Prober:
         except TimeoutError as err:
             # The probe we joined runs on a longer deadline than this scrape allows.
             exchange = snapshot(flight.events, flight.started_at, flight.t0, error=err)
-            return replace(classify(entity, exchange), timeout_seconds=timeout)
+            return classify(entity, exchange, timeout)
 
     def _start(self, entity: Entity, timeout: float, deadline: float) -> _Flight:
         events = WireEvents()
@@ -121,7 +120,7 @@ class Prober:
 
         async def run() -> EntityStatus:
             exchange = await self._client(entity).call(deadline - loop.time(), events)
-            status = replace(classify(entity, exchange), timeout_seconds=timeout)
+            status = classify(entity, exchange, timeout)
             self.history.add(entity, status, exchange, events, t0)
             if status.reason is not None:
                 log.debug(
