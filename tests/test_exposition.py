@@ -22,7 +22,7 @@ from prometheus_client.samples import Sample
 
 from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, ScrapeCollector
 from medulla_imaging_exporter.config import Entity
-from medulla_imaging_exporter.exposition import Carried, GaugeFamily, encode
+from medulla_imaging_exporter.exposition import Carried, GaugeFamily, StateFamily, encode
 from medulla_imaging_exporter.model import (
     EntityStatus,
     Filesystem,
@@ -139,6 +139,8 @@ def test_any_label_value_number_and_help_text(
     rows_gauge = GaugeFamily("rows_bytes", doc, ["entity", "a_label"])  # label values once
     rows_bare = GaugeFamily("rows_bare", doc, [])
     rows_odd = GaugeFamily("rows_odd", doc, ["entity", "lé"])  # back to the library's path
+    states = StateFamily("states", doc, ["entity", "state"], ["a", "b\\", 'c"\n'])
+    states_odd = StateFamily("states_odd", doc, ["entity", "é"], ["a", "b"])
     for a, b, v in rows:
         gauge.add_metric([a, b], v)
         bare.add_metric([], v)
@@ -151,6 +153,8 @@ def test_any_label_value_number_and_help_text(
         rows_gauge.add_metric([a, b], v)
         rows_bare.add_metric([], v)
         rows_odd.add_metric([a, b], v)
+        states.add_state([a], None if v != v else "a" if v > 0 else 'c"\n')
+        states_odd.add_state([a], "b")
     families = [
         gauge,
         bare,
@@ -163,6 +167,8 @@ def test_any_label_value_number_and_help_text(
         rows_gauge,
         rows_bare,
         rows_odd,
+        states,
+        states_odd,
     ]
     collectors: list[Collector] = [Frozen(families)]
     assert encode(collectors, accept) == reference(collectors, accept)
@@ -213,19 +219,30 @@ def test_only_the_last_scrapes_label_sets_are_carried() -> None:
     collectors: list[Collector] = [ScrapeCollector([public], both[:1])]  # General removed
     assert encode(collectors, "", carried) == reference(collectors, "")
     kept = {values for texts in carried.label_texts.values() for values in texts}
-    assert ("Public", "available") in kept  # the status of an entity, for the next scrape
-    assert ("General",) not in kept and ("General", "offline") not in kept
+    assert ("Public",) in kept  # the label set of an entity's gauges, for the next scrape
+    assert ("General",) not in kept
+    statuses = carried.blocks["medulla_imaging_server_status"]
+    assert set(statuses) == {(("Public",), "available")}  # its block of status lines
+    assert statuses[("Public",), "available"].startswith(
+        'medulla_imaging_server_status{entity="Public",status="available"} 1.0\n'
+    )
 
 
 def test_states_are_one_series_each_with_one_set() -> None:
-    family = GaugeFamily("g", "doc", ["entity", "status"])
-    family.add_states(("Public",), ["available", "offline"], "offline")
-    family.add_states(("Root",), ["available", "offline"], None)
+    family = StateFamily("g", "doc", ["entity", "status"], ["available", "offline"])
+    family.add_state(("Public",), "offline")
+    family.add_state(("Root",), None)
     assert family.rows == [
         (("Public", "available"), 0.0),
         (("Public", "offline"), 1.0),
         (("Root", "available"), 0.0),
         (("Root", "offline"), 0.0),
     ]
+    reference = GaugeMetricFamily("g", "doc", labels=["entity", "status"])
+    for (entity, status), value in family.rows:
+        reference.add_metric([entity, status], value)
+    assert family.samples == reference.samples
     with pytest.raises(ValueError, match=r"expected labels \('entity',\)"):
-        family.add_states(("Public", "extra"), ["available"], None)
+        family.add_state(("Public", "extra"), None)
+    with pytest.raises(TypeError, match="add_state"):
+        family.add_metric(("Public", "offline"), 1.0)

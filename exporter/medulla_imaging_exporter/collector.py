@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.config import Entity, redact_url
-from medulla_imaging_exporter.exposition import GaugeFamily
+from medulla_imaging_exporter.exposition import GaugeFamily, StateFamily
 from medulla_imaging_exporter.model import (
     DatabaseSnapshot,
     EntityStatus,
@@ -139,16 +139,18 @@ def entity_metrics(
         "Entity and the imaging server linked to it.",
         labels=["entity", "uuid", "server"],
     )
-    status_g = _gauge(
-        "server_status",
+    status_g = StateFamily(
+        f"{PREFIX}_server_status",
         "1 for the server's current status, 0 for the others.",
         ["entity", "status"],
+        _STATUSES,
     )
     up = _gauge("server_up", "1 if the imaging server answered with a usable status, else 0.")
-    reason_g = _gauge(
-        "probe_failure_reason",
+    reason_g = StateFamily(
+        f"{PREFIX}_probe_failure_reason",
         "1 for the reason the last probe failed, 0 for the others.",
         ["entity", "reason"],
+        _REASONS,
     )
     duration = _gauge("probe_duration_seconds", "How long the probe of the server took.")
     timeout = _gauge(
@@ -174,14 +176,14 @@ def entity_metrics(
         info.add_metric(
             [*name, entity.uuid or "", redact_url(entity.url) if entity.url else ""], {}
         )
-        status_g.add_states(name, _STATUSES, s.status.value)
+        status_g.add_state(name, s.status.value)
         stats, source = entity_stats(entity, s, database)
         for gauge, attribute in stats_gauges if stats is not None else ():
             gauge.add_metric([s.entity, source], float(getattr(stats, attribute)))
         if s.status is Status.NOT_LINKED:
             continue
         up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
-        reason_g.add_states(name, _REASONS, s.reason.value if s.reason else None)
+        reason_g.add_state(name, s.reason.value if s.reason else None)
         if s.duration_seconds is not None:
             duration.add_metric(name, s.duration_seconds)
         if s.timeout_seconds is not None:

@@ -35,6 +35,9 @@ _IDENTITY_ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8)
 _go_float = cast(Callable[[float], str], floatToGoString)
 
 
+Row = tuple[tuple[str, ...], float]
+
+
 class GaugeFamily(Metric):
     """A gauge family kept as rows of label values and a number.
 
@@ -46,18 +49,16 @@ class GaugeFamily(Metric):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         super().__init__(name, documentation, "gauge")
         self.labelnames = tuple(labelnames)
-        self.rows: list[tuple[tuple[str, ...], float]] = []
+        self._rows: list[Row] = []
+
+    @property
+    def rows(self) -> list[Row]:
+        return self._rows
 
     def add_metric(self, labels: Sequence[str], value: float) -> None:
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {labels!r}")
-        self.rows.append((tuple(labels), value))
-
-    def add_states(self, labels: Sequence[str], states: Sequence[str], current: str | None) -> None:
-        """One series per state, the last label naming it: 1 for ``current``, 0 for the rest."""
-        if len(labels) + 1 != len(self.labelnames):
-            raise ValueError(f"{self.name}: expected labels {self.labelnames[:-1]}, got {labels!r}")
-        self.rows += [((*labels, state), 1.0 if state == current else 0.0) for state in states]
+        self._rows.append((tuple(labels), value))
 
     @property
     def samples(self) -> list[Sample]:
@@ -67,7 +68,39 @@ class GaugeFamily(Metric):
     @samples.setter
     def samples(self, samples: list[Sample]) -> None:
         if samples:  # Metric.__init__ sets an empty list
-            raise TypeError("add the samples of a GaugeFamily with add_metric")
+            raise TypeError(f"add the samples of a {type(self).__name__} with add_metric")
+
+
+class StateFamily(GaugeFamily):
+    """One series per state, the last label naming it: 1 for the current state, 0 for the rest.
+
+    Kept as each label set's current state: an entity's block of state lines (four
+    statuses, fifteen reasons) is the same from one scrape to the next, so it is written
+    once and then carried whole (see ``Carried``).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], states: Sequence[str]
+    ) -> None:
+        super().__init__(name, documentation, labelnames)
+        self.states = tuple(states)
+        self.currents: list[tuple[tuple[str, ...], str | None]] = []
+
+    @property
+    def rows(self) -> list[Row]:
+        return [row for labels, current in self.currents for row in self.block(labels, current)]
+
+    def block(self, labels: tuple[str, ...], current: str | None) -> list[Row]:
+        return [((*labels, state), 1.0 if state == current else 0.0) for state in self.states]
+
+    def add_metric(self, labels: Sequence[str], value: float) -> None:
+        raise TypeError("a StateFamily takes add_state, with the current state")
+
+    def add_state(self, labels: Sequence[str], current: str | None) -> None:
+        """``current`` is one of the states, or None for none of them."""
+        if len(labels) + 1 != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames[:-1]}, got {labels!r}")
+        self.currents.append((tuple(labels), current))
 
 
 class _Families(Collector):
@@ -103,16 +136,22 @@ def _escape_value(value: str) -> str:
 LabelTexts = dict[tuple[str, ...], dict[tuple[str, ...], str]]
 
 
-class Carried:
-    """The label sets written at the last scrape, ready for the next one.
+# family name -> (label values, current state) -> the lines of that block
+Blocks = dict[str, dict[tuple[tuple[str, ...], str | None], str]]
 
-    An entity's statuses, reasons and sections make the same thirty-odd label sets at
-    every scrape: escaping and joining them again was a third of the exposition's CPU.
-    Only the last scrape's are kept, so an entity that leaves is forgotten at the next.
+
+class Carried:
+    """The label sets and state blocks written at the last scrape, ready for the next one.
+
+    An entity's sections and filesystems make the same label sets at every scrape, and
+    its statuses and reasons the same lines: escaping and joining them again was most of
+    the exposition's CPU. Only the last scrape's are kept, so an entity that leaves is
+    forgotten at the next.
     """
 
     def __init__(self) -> None:
         self.label_texts: LabelTexts = {}
+        self.blocks: Blocks = {}
 
 
 class _Memo:
@@ -122,11 +161,12 @@ class _Memo:
     values are 0 or 1.
     """
 
-    def __init__(self, carried: LabelTexts) -> None:
+    def __init__(self, carried: Carried) -> None:
         self.pairs: dict[tuple[str, str], str] = {}
         self.numbers: dict[float, str] = {}
         # label names -> label values -> '{name="value",...}', for GaugeFamily rows
         self.label_texts: LabelTexts = {}
+        self.blocks: Blocks = {}
         self.carried = carried
 
     def pair(self, name: str, value: str) -> str:
@@ -162,8 +202,10 @@ def _family(metric: Metric, om: bool, memo: _Memo) -> str | None:
     """HELP, TYPE and sample lines of a plain family; ``None`` if a sample is not plain."""
     lines = [_header(metric.name, metric.type, metric.documentation, om)]
     sample_name = _sample_name(metric)
+    if isinstance(metric, StateFamily):
+        return _states(metric, lines, memo)
     if isinstance(metric, GaugeFamily):
-        return _rows(metric, lines, memo)
+        return _rows(metric, metric.rows, lines, memo)
     pairs = memo.pairs
     for s in metric.samples:
         if s.name != sample_name or s.timestamp is not None or s.exemplar or s.native_histogram:
@@ -188,16 +230,17 @@ def _label_order(names: tuple[str, ...]) -> tuple[int, ...] | None:
     return tuple(sorted(range(len(names)), key=names.__getitem__))
 
 
-def _rows(metric: GaugeFamily, lines: list[str], memo: _Memo) -> str | None:
-    """The sample lines of a ``GaugeFamily``, each set of label values escaped once."""
+def _rows(metric: GaugeFamily, rows: list[Row], lines: list[str], memo: _Memo) -> str | None:
+    """Sample lines of a ``GaugeFamily``, each set of label values escaped once; None if a
+    label name is not legacy."""
     names = metric.labelnames
     order = _label_order(names)
     if order is None:
         return None
     texts = memo.label_texts.setdefault(names, {})
-    carried = memo.carried.get(names, {})
+    carried = memo.carried.label_texts.get(names, {})
     name, number, pair, numbers = metric.name, memo.number, memo.pair, memo.numbers
-    for values, value in metric.rows:
+    for values, value in rows:
         text = texts.get(values)
         if text is None:
             text = carried.get(values)
@@ -207,6 +250,23 @@ def _rows(metric: GaugeFamily, lines: list[str], memo: _Memo) -> str | None:
             texts[values] = text
         # Zeros are never in ``numbers``: 0.0 and -0.0 are one key but two texts.
         lines.append(f"{name}{text} {numbers.get(value) or number(value)}\n")
+    return "".join(lines)
+
+
+def _states(metric: StateFamily, lines: list[str], memo: _Memo) -> str | None:
+    """The lines of a ``StateFamily``, a block per label set, carried from scrape to scrape."""
+    if _label_order(metric.labelnames) is None:
+        return None
+    blocks = memo.blocks.setdefault(metric.name, {})
+    carried = memo.carried.blocks.get(metric.name, {})
+    for key in metric.currents:
+        block = blocks.get(key)
+        if block is None:
+            block = carried.get(key)
+            if block is None:
+                block = cast(str, _rows(metric, metric.block(*key), [], memo))
+            blocks[key] = block
+        lines.append(block)
     return "".join(lines)
 
 
@@ -226,7 +286,7 @@ def encode(
         return encoder(_Families([m for c in collectors for m in c.collect()])), content_type
     om = function is openmetrics.generate_latest
     parts: list[str] = []
-    memo = _Memo(carried.label_texts if carried is not None else {})
+    memo = _Memo(carried if carried is not None else Carried())
     for collector in collectors:
         for metric in collector.collect():
             text = _family(metric, om, memo) if _plain_family(metric) else None
@@ -237,5 +297,5 @@ def encode(
     if om:
         parts.append(_EOF)
     if carried is not None:
-        carried.label_texts = memo.label_texts
+        carried.label_texts, carried.blocks = memo.label_texts, memo.blocks
     return "".join(parts).encode("utf-8"), content_type
