@@ -48,7 +48,7 @@ COUNTS = {
     "encode": (1, 4),
     "scrape": (2, 12),
 }
-SCRAPE_ENTITIES = 100
+SCRAPE_ENTITIES = int(os.environ.get("SCRAPE_ENTITIES", "100"))
 PER = {
     "request": 1,
     "parse": 1,

@@ -13,12 +13,13 @@ import functools
 import ssl
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httpcore
 import httpx
+import httpx._transports.default as httpx_transport
 
 from medulla_imaging_exporter import __version__, certificate
 from medulla_imaging_exporter.config import Entity, TLSConfig, ssl_context
@@ -481,6 +482,30 @@ class _Transport(httpx.AsyncHTTPTransport):
         super().__init__(verify=context)
         # httpx calls only ``handle_async_request`` and ``aclose`` of its pool.
         self._pool = _OneConnection(context)  # type: ignore[assignment]
+        self._sent: tuple[httpx.Request, httpcore.Request] | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """httpx's, except that httpcore's copy of the request is made once per request
+        object: the prober sends the same one at every probe, with a new trace."""
+        if self._sent is None or self._sent[0] is not request:
+            url = request.url
+            target = httpcore.URL(
+                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            )
+            core = httpcore.Request(
+                request.method, target, headers=request.headers.raw, content=request.stream
+            )
+            self._sent = (request, core)
+        core = self._sent[1]
+        core.extensions = request.extensions
+        with httpx_transport.map_httpcore_exceptions():
+            response = await self._pool.handle_async_request(core)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=httpx_transport.AsyncResponseStream(cast(AsyncIterable[bytes], response.stream)),
+            extensions=response.extensions,
+        )
 
 
 _NO_TIMEOUT = httpx.Timeout(None).as_dict()
