@@ -22,7 +22,13 @@ from prometheus_client.samples import Sample
 
 from medulla_imaging_exporter.collector import ExporterCollector, ReloadState, ScrapeCollector
 from medulla_imaging_exporter.config import Entity
-from medulla_imaging_exporter.exposition import Carried, GaugeFamily, StateFamily, encode
+from medulla_imaging_exporter.exposition import (
+    Carried,
+    GaugeFamily,
+    StateFamily,
+    encode,
+    encode_chunks,
+)
 from medulla_imaging_exporter.model import (
     EntityStatus,
     Filesystem,
@@ -246,3 +252,34 @@ def test_states_are_one_series_each_with_one_set() -> None:
         family.add_state(("Public", "extra"), None)
     with pytest.raises(TypeError, match="add_state"):
         family.add_metric(("Public", "offline"), 1.0)
+
+
+@pytest.mark.parametrize("accept", ACCEPT)
+def test_chunks_are_whole_families_that_join_into_the_exposition(accept: str) -> None:
+    collectors = scrape_collectors()
+    expected, content_type = reference(collectors, accept)
+    chunks, chunked_type = encode_chunks(collectors, accept, chunk_bytes=512)
+    parts = list(chunks)
+    assert chunked_type == content_type
+    assert b"".join(parts) == expected
+    if "escaping=dots" in accept:  # prometheus_client's own encoder: the body in one piece
+        assert len(parts) == 1
+        return
+    assert len(parts) > 3
+    for part in parts[:-1]:
+        assert len(part) >= 512
+        assert part.startswith(b"# HELP ") and part.endswith(b"\n")
+    # no family is cut between two chunks; OpenMetrics' "# EOF" may come alone
+    assert parts[-1].startswith(b"# HELP ") or parts[-1] == b"# EOF\n"
+
+
+def test_carried_label_sets_are_replaced_only_once_the_last_chunk_is_made() -> None:
+    carried = Carried()
+    encode(scrape_collectors(), "", carried)
+    before = carried.label_texts
+    chunks, _ = encode_chunks(scrape_collectors(), "", carried, chunk_bytes=512)
+    next(chunks)
+    assert carried.label_texts is before  # a scrape cut short leaves the last one's
+    list(chunks)
+    assert carried.label_texts is not before
+    assert carried.blocks["medulla_imaging_server_status"]

@@ -80,6 +80,8 @@ async def test_metrics_has_every_entity_and_the_exporter_itself(site: Site) -> N
     }
     assert "medulla_imaging_exporter_build_info" in text
     assert "process_resident_memory_bytes" in text
+    # written as it is encoded, not held whole in memory first
+    assert response.headers["Transfer-Encoding"] == "chunked"
 
 
 async def test_openmetrics_is_negotiated(site: Site) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import cast
 
@@ -270,6 +270,11 @@ def _states(metric: StateFamily, lines: list[str], memo: _Memo) -> str | None:
     return "".join(lines)
 
 
+# /metrics is written in chunks of about this size: the text of a thousand entities is
+# never whole in memory, nor copied twice to join and encode it.
+CHUNK_BYTES = 64 * 1024
+
+
 def encode(
     collectors: Sequence[Collector], accept: str, carried: Carried | None = None
 ) -> tuple[bytes, str]:
@@ -278,14 +283,39 @@ def encode(
     ``carried`` holds what the last call with it wrote, for a series of scrapes of the
     same entities (``/metrics``); it then holds this call's.
     """
+    chunks, content_type = encode_chunks(collectors, accept, carried)
+    return b"".join(chunks), content_type
+
+
+def encode_chunks(
+    collectors: Sequence[Collector],
+    accept: str,
+    carried: Carried | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[Iterator[bytes], str]:
+    """``encode``'s body as chunks of whole families, each of ``chunk_bytes`` or more but
+    the last, made as they are read; ``carried`` is updated once the last one is made."""
     encoder, content_type = exposition.choose_encoder(accept)
     function = encoder.func if isinstance(encoder, partial) else encoder
     keywords = encoder.keywords if isinstance(encoder, partial) else {}
     known = function in (exposition.generate_latest, openmetrics.generate_latest)
     if not known or keywords.get("escaping", openmetrics.UNDERSCORES) not in _IDENTITY_ESCAPINGS:
-        return encoder(_Families([m for c in collectors for m in c.collect()])), content_type
+        return iter(
+            [encoder(_Families([m for c in collectors for m in c.collect()]))]
+        ), content_type
     om = function is openmetrics.generate_latest
+    return _chunks(collectors, encoder, om, carried, chunk_bytes), content_type
+
+
+def _chunks(
+    collectors: Sequence[Collector],
+    encoder: Callable[[Collector], bytes],
+    om: bool,
+    carried: Carried | None,
+    chunk_bytes: int,
+) -> Iterator[bytes]:
     parts: list[str] = []
+    size = 0
     memo = _Memo(carried if carried is not None else Carried())
     for collector in collectors:
         for metric in collector.collect():
@@ -294,8 +324,14 @@ def encode(
                 text = encoder(_Families([metric])).decode("utf-8")
                 text = text.removesuffix(_EOF) if om else text
             parts.append(text)
+            size += len(text)
+            if size >= chunk_bytes:
+                yield "".join(parts).encode("utf-8")
+                parts.clear()
+                size = 0
     if om:
         parts.append(_EOF)
     if carried is not None:
         carried.label_texts, carried.blocks = memo.label_texts, memo.blocks
-    return "".join(parts).encode("utf-8"), content_type
+    if parts:
+        yield "".join(parts).encode("utf-8")

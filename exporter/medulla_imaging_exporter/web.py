@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from medulla_imaging_exporter import __version__
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector, entity_stats
 from medulla_imaging_exporter.config import ConfigError, Entity
-from medulla_imaging_exporter.exposition import Carried, encode
+from medulla_imaging_exporter.exposition import Carried, encode, encode_chunks
 from medulla_imaging_exporter.gcpolicy import paused_during_scrape
 from medulla_imaging_exporter.history import ProbeRecord
 from medulla_imaging_exporter.model import DatabaseSnapshot, EntityStatus
@@ -64,10 +64,8 @@ def _registry(collectors: Sequence[Collector]) -> CollectorRegistry:
     return registry
 
 
-def _exposition(
-    request: web.Request, collectors: Sequence[Collector], carried: Carried | None = None
-) -> web.Response:
-    body, content_type = encode(collectors, request.headers.get("Accept", ""), carried)
+def _exposition(request: web.Request, collectors: Sequence[Collector]) -> web.Response:
+    body, content_type = encode(collectors, request.headers.get("Accept", ""))
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
@@ -77,20 +75,26 @@ def _scrape(request: web.Request, entities: Sequence[Entity]) -> Awaitable[list[
     return runtime.prober.probe_all(entities, cap)
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Written as it is encoded, in chunks: a thousand entities make megabytes of text."""
     runtime = request.app[RUNTIME]
     entities = runtime.config.entities
     with paused_during_scrape():
         statuses = await _scrape(request, entities)
-        return _exposition(
-            request,
-            [
-                ScrapeCollector(entities, statuses, runtime.database_snapshot),
-                ExporterCollector(runtime.reload_state, runtime.database_snapshot),
-                *_PROCESS_COLLECTORS,
-            ],
-            request.app[CARRIED],
+        collectors = [
+            ScrapeCollector(entities, statuses, runtime.database_snapshot),
+            ExporterCollector(runtime.reload_state, runtime.database_snapshot),
+            *_PROCESS_COLLECTORS,
+        ]
+        chunks, content_type = encode_chunks(
+            collectors, request.headers.get("Accept", ""), request.app[CARRIED]
         )
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+        return response
 
 
 async def probe(request: web.Request) -> web.Response:
