@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,6 +248,24 @@ async def test_a_client_sends_one_request_at_a_time(
     finally:
         await client.aclose()
     assert server.connections == 1
+
+
+async def test_a_client_keeps_no_trace_of_its_last_exchange(
+    make_server: MakeServer, entity_for: EntityFor
+) -> None:
+    """A thousand idle entities would each hold their last probe's events (2 kB)."""
+    server = await make_server()
+    client = ImagingClient(entity_for(server))
+    try:
+        events = WireEvents()
+        exchange = await client.call(5.0, events)
+        assert exchange.status_code == 200
+        assert "http11.receive_response_body.complete" in events.names  # traced to the end
+        kept = weakref.ref(events)
+        del events
+        assert kept() is None
+    finally:
+        await client.aclose()
 
 
 async def test_a_request_takes_no_anyio_lock(

@@ -545,18 +545,18 @@ class ImagingClient:
             raise ValueError(f"entity {entity.name!r} has no imaging server URL")
         self.url = entity.url
         self.max_reply_bytes = entity.max_reply_bytes
-        # No per-operation timeout: the deadline of ``call`` bounds the whole exchange.
-        self._extensions: dict[str, Any] = {"timeout": _NO_TIMEOUT}
-        if entity.tls.server_name:
-            self._extensions["sni_hostname"] = entity.tls.server_name
         # Built once: every probe sends the same request, and httpx sends a request "as-is,
-        # unmodified"; only its extensions (the trace of this exchange) change.
+        # unmodified"; only the trace in its extensions changes, set for one exchange.
+        # No per-operation timeout: the deadline of ``call`` bounds the whole exchange.
         self._request = httpx.Request(
             "POST",
             entity.url,
             headers={"Content-Type": "text/xml", "User-Agent": USER_AGENT},
             content=REQUEST_BODY,
+            extensions={"timeout": _NO_TIMEOUT},
         )
+        if entity.tls.server_name:
+            self._request.extensions["sni_hostname"] = entity.tls.server_name
         self._client = _Client(
             transport=_Transport(_context(entity.tls)), trust_env=False, follow_redirects=False
         )
@@ -565,6 +565,11 @@ class ImagingClient:
         """POST ``imagingServerStatus``; never raises, the exception goes into the result."""
         started_at = time.time()
         t0 = time.monotonic()
+        extensions = self._request.extensions
+        if "trace" in extensions:  # refused before it could take the trace of the other
+            error = RuntimeError("a request to this server is already under way")
+            return snapshot(events, started_at, t0, error=error)
+        extensions["trace"] = events
         try:
             async with asyncio.timeout(timeout):
                 return await self._call(events, started_at, t0)
@@ -574,11 +579,12 @@ class ImagingClient:
                 # to the garbage collector: close its socket now. Closing twice is harmless.
                 await events.tcp_stream.aclose()
             return snapshot(events, started_at, t0, error=err)
+        finally:
+            # Not kept until the next probe: a thousand idle entities, 2 kB of events each.
+            del extensions["trace"]
 
     async def _call(self, events: WireEvents, started_at: float, t0: float) -> Exchange:
-        request = self._request
-        request.extensions = {**self._extensions, "trace": events}
-        response = await self._client.send(request, stream=True)
+        response = await self._client.send(self._request, stream=True)
         try:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_reply_bytes:
