@@ -27,7 +27,7 @@ from bench import Farm, exporter_config, raise_nofile
 
 from medulla_imaging_exporter.collector import ExporterCollector, ScrapeCollector
 from medulla_imaging_exporter.config import load_config
-from medulla_imaging_exporter.exposition import encode
+from medulla_imaging_exporter.exposition import encode_chunks
 from medulla_imaging_exporter.runtime import Runtime
 
 MB = 1e6
@@ -81,16 +81,17 @@ async def measure(entities: int, key: str, top: int, work: Path) -> None:
         print(f"tracemalloc peak during the second probe of all: {warm_peak / MB:.1f} MB above")
         tracemalloc.reset_peak()
         start, _ = tracemalloc.get_traced_memory()
-        body, _ = encode(
+        chunks, _ = encode_chunks(
             [
                 ScrapeCollector(config.entities, statuses, None),
                 ExporterCollector(runtime.reload_state, None),
             ],
             OPENMETRICS,
         )
+        size = sum(len(chunk) for chunk in chunks)  # each chunk dropped once sent, as /metrics
         _, peak = tracemalloc.get_traced_memory()
         print(
-            f"one exposition ({len(body) / MB:.1f} MB of text): "
+            f"one exposition ({size / MB:.1f} MB of text, in chunks as /metrics writes it): "
             f"tracemalloc peak {(peak - start) / MB:.1f} MB above the probed state"
         )
         await runtime.aclose()

@@ -119,6 +119,21 @@ _FILESYSTEM_GAUGES = [
 ]
 
 
+# Per-probe gauges: (metric name, help, attribute of the EntityStatus), absent when None.
+_PROBE_GAUGES = [
+    ("probe_duration_seconds", "How long the probe of the server took.", "duration_seconds"),
+    (
+        "probe_timeout_seconds",
+        "The probe's deadline: the entity's timeout, capped by the scrape timeout.",
+        "timeout_seconds",
+    ),
+    (
+        "tls_cert_not_after_timestamp_seconds",
+        "When the imaging server's TLS certificate expires.",
+        "cert_not_after",
+    ),
+]
+
 # Label values read once: an enum's ``.value`` is a slow property.
 _STATUSES = [st.value for st in Status]
 _REASONS = [r.value for r in Reason]
@@ -130,86 +145,96 @@ def entity_metrics(
     statuses: Iterable[EntityStatus],
     database: DatabaseSnapshot | None = None,
 ) -> Iterator[Metric]:
-    """Every per-entity family, for the statuses of one scrape and the database snapshot."""
+    """Every per-entity family, for the statuses of one scrape and the database snapshot.
+
+    Each family is made when the exposition asks for the next one, so that the rows of
+    only one family are in memory at a time (a thousand entities make fifty thousand).
+    """
     by_name = {e.name: e for e in entities}
-    statuses = [s for s in statuses if s.entity in by_name]
+    known = [(by_name[s.entity], (s.entity,), s) for s in statuses if s.entity in by_name]
+    probed = [(name, s) for _, name, s in known if s.status is not Status.NOT_LINKED]
+    replied = [(name, s, s.reply) for name, s in probed if s.reply is not None]
 
     info = InfoMetricFamily(
         f"{PREFIX}_entity",
         "Entity and the imaging server linked to it.",
         labels=["entity", "uuid", "server"],
     )
+    for entity, name, _ in known:
+        info.add_metric(
+            [*name, entity.uuid or "", redact_url(entity.url) if entity.url else ""], {}
+        )
+    yield info
+
     status_g = StateFamily(
         f"{PREFIX}_server_status",
         "1 for the server's current status, 0 for the others.",
         ["entity", "status"],
         _STATUSES,
     )
+    for _, name, s in known:
+        status_g.add_state(name, s.status.value)
+    yield status_g
+
     up = _gauge("server_up", "1 if the imaging server answered with a usable status, else 0.")
+    for name, s in probed:
+        up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
+    yield up
+
     reason_g = StateFamily(
         f"{PREFIX}_probe_failure_reason",
         "1 for the reason the last probe failed, 0 for the others.",
         ["entity", "reason"],
         _REASONS,
     )
-    duration = _gauge("probe_duration_seconds", "How long the probe of the server took.")
-    timeout = _gauge(
-        "probe_timeout_seconds",
-        "The probe's deadline: the entity's timeout, capped by the scrape timeout.",
-    )
-    cert = _gauge(
-        "tls_cert_not_after_timestamp_seconds", "When the imaging server's TLS certificate expires."
-    )
-    boot = _gauge("boot_time_seconds", "When the imaging server booted (probe time - uptime).")
+    for name, s in probed:
+        reason_g.add_state(name, s.reason.value if s.reason else None)
+    yield reason_g
+
+    for metric, doc, attribute in _PROBE_GAUGES:
+        gauge = _gauge(metric, doc)
+        for name, s in probed:
+            value = getattr(s, attribute)
+            if value is not None:
+                gauge.add_metric(name, value)
+        yield gauge
+
     section_g = _gauge(
         "section_up", "1 if this section of the reply could be read, else 0.", ["entity", "section"]
     )
-    reply_gauges = [(_gauge(n, d), part, a) for n, d, part, a in _REPLY_GAUGES]
-    fs_gauges = [
-        (_gauge(n, d, ["entity", "device", "mountpoint"]), a) for n, d, a in _FILESYSTEM_GAUGES
-    ]
-    stats_gauges = [(_gauge(n, d, ["entity", "source"]), a) for n, d, a in _STATS_GAUGES]
-
-    for s in statuses:
-        entity = by_name[s.entity]
-        name = (s.entity,)
-        info.add_metric(
-            [*name, entity.uuid or "", redact_url(entity.url) if entity.url else ""], {}
-        )
-        status_g.add_state(name, s.status.value)
-        stats, source = entity_stats(entity, s, database)
-        for gauge, attribute in stats_gauges if stats is not None else ():
-            gauge.add_metric([s.entity, source], float(getattr(stats, attribute)))
-        if s.status is Status.NOT_LINKED:
-            continue
-        up.add_metric(name, 1.0 if s.status is Status.AVAILABLE else 0.0)
-        reason_g.add_state(name, s.reason.value if s.reason else None)
-        if s.duration_seconds is not None:
-            duration.add_metric(name, s.duration_seconds)
-        if s.timeout_seconds is not None:
-            timeout.add_metric(name, s.timeout_seconds)
-        if s.cert_not_after is not None:
-            cert.add_metric(name, s.cert_not_after)
-        reply = s.reply
-        if reply is None:
-            continue
+    for name, _, reply in replied:
         for sec, sec_label in _SECTIONS:
-            section_g.add_metric((s.entity, sec_label), 0.0 if sec in reply.section_errors else 1.0)
-        for gauge, part, attribute in reply_gauges:
+            section_g.add_metric((*name, sec_label), 0.0 if sec in reply.section_errors else 1.0)
+    yield section_g
+
+    boot = _gauge("boot_time_seconds", "When the imaging server booted (probe time - uptime).")
+    for name, s, reply in replied:
+        if reply.uptime_seconds is not None and s.started_at is not None:
+            boot.add_metric(name, round(s.started_at - reply.uptime_seconds))
+    yield boot
+
+    for metric, doc, part, attribute in _REPLY_GAUGES:
+        gauge = _gauge(metric, doc)
+        for name, _, reply in replied:
             value = _read(reply, part, attribute)
             if value is not None:
                 gauge.add_metric(name, value)
-        if reply.uptime_seconds is not None and s.started_at is not None:
-            boot.add_metric(name, round(s.started_at - reply.uptime_seconds))
-        for fs in reply.filesystems or ():
-            labels = [s.entity, fs.device, fs.mountpoint]
-            for gauge, attribute in fs_gauges:
-                gauge.add_metric(labels, float(getattr(fs, attribute)))
+        yield gauge
 
-    yield from (info, status_g, up, reason_g, duration, timeout, cert, section_g, boot)
-    yield from (g for g, _, _ in reply_gauges)
-    yield from (g for g, _ in stats_gauges)
-    yield from (g for g, _ in fs_gauges)
+    stats = [(s.entity, *entity_stats(entity, s, database)) for entity, _, s in known]
+    for metric, doc, attribute in _STATS_GAUGES:
+        gauge = _gauge(metric, doc, ["entity", "source"])
+        for entity_name, entity_stat, source in stats:
+            if entity_stat is not None:
+                gauge.add_metric([entity_name, source], float(getattr(entity_stat, attribute)))
+        yield gauge
+
+    for metric, doc, attribute in _FILESYSTEM_GAUGES:
+        gauge = _gauge(metric, doc, ["entity", "device", "mountpoint"])
+        for name, _, reply in replied:
+            for fs in reply.filesystems or ():
+                gauge.add_metric([*name, fs.device, fs.mountpoint], float(getattr(fs, attribute)))
+        yield gauge
 
 
 class ScrapeCollector(Collector):
