@@ -18,6 +18,7 @@ out start-up and imports. Operations:
 - ``scrape``: all of it, per probe: ``Prober.probe_all`` of 100 entities on kept-alive
   connections to one simulated server, then their exposition, with the cyclic collector
   paused as ``/metrics`` does (the HTTP server that answers ``/metrics`` left out);
+  ``SCRAPE_ENTITIES=10`` in the environment makes it 10 entities;
 
 Needs Debian's ``valgrind``. Prints a table and writes it to
 ``benchmarks/results/instructions.txt``.

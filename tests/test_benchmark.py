@@ -72,7 +72,7 @@ def instructions(*args: str, timeout: float = 120) -> subprocess.CompletedProces
 
 
 def test_every_operation_of_the_instruction_count_runs() -> None:
-    for operation in ("request", "parse", "decode", "sections", "encode"):
+    for operation in ("request", "parse", "decode", "sections", "encode", "scrape"):
         run = instructions("--inner", operation, "1")
         assert run.returncode == 0, (operation, run.stderr)
 
