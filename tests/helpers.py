@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from medulla_imaging_exporter.httpserver import Server
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, SimulatedServer
 from medulla_imaging_exporter.web import create_app
@@ -98,16 +98,13 @@ def demo_exporter(
 @contextlib.asynccontextmanager
 async def serving(runtime: Runtime, web_config: WebConfig | None = None) -> AsyncIterator[str]:
     """The exporter's web app in this event loop on 127.0.0.1; yields its base URL."""
-    runner = web.AppRunner(create_app(runtime, web_config))
-    await runner.setup()
     ssl_context = web_config.ssl_context if web_config else None
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = Server(create_app(runtime, web_config), ssl_context)
+    await server.start("127.0.0.1", 0)
     try:
-        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{server.port}"
     finally:
-        await runner.cleanup()
+        await server.close()
 
 
 @contextlib.contextmanager

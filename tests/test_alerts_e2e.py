@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import yaml
-from aiohttp import web
 
 from medulla_imaging_exporter.config import Config, Entity, TLSConfig
+from medulla_imaging_exporter.httpserver import App, Handler, Request, Response, Server
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.simulator import Behaviour, LocalCA, SimulatedServer
 from tests.alerting import (
@@ -90,15 +90,13 @@ class Webhook:
         self.inbox: queue.Queue[Notification] = queue.Queue()
         self.seen: list[Notification] = []
 
-    def app(self) -> web.Application:
-        async def receive(request: web.Request) -> web.Response:
-            payload = await request.json()
-            self.inbox.put(Notification(time.monotonic(), request.match_info["name"], payload))
-            return web.Response(text="ok")
+    def app(self) -> App:
+        async def receive(request: Request, _: Handler) -> Response:
+            payload = json.loads(request.body)
+            self.inbox.put(Notification(time.monotonic(), request.path.lstrip("/"), payload))
+            return Response.text("ok")
 
-        app = web.Application()
-        app.router.add_post("/{name}", receive)
-        return app
+        return App(middleware=receive)  # every path is a receiver's
 
     def wait_for(
         self, status: str, alertname: str, entity: str
@@ -160,13 +158,10 @@ async def start_world(
         )
     )
     exporter = await stack.enter_async_context(serving(Runtime(lambda: config)))
-    runner = web.AppRunner(webhook.app())
-    await runner.setup()
-    stack.push_async_callback(runner.cleanup)
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return World(public, exporter, f"http://127.0.0.1:{port}")
+    receiver = Server(webhook.app())
+    await receiver.start("127.0.0.1", 0)
+    stack.push_async_callback(receiver.close)
+    return World(public, exporter, f"http://127.0.0.1:{receiver.port}")
 
 
 @contextlib.contextmanager

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from medulla_imaging_exporter.config import Entity, TLSConfig
+from medulla_imaging_exporter.httpserver import App, Request, Response, Server
 from medulla_imaging_exporter.model import EntityStatus, Reason, Section, Stats, Status
 from medulla_imaging_exporter.prober import Prober
 from medulla_imaging_exporter.simulator import FAILED, Behaviour, LocalCA
@@ -52,18 +52,15 @@ def full_backlog() -> Iterator[int]:
 async def http_503(local_ca: LocalCA) -> AsyncIterator[str]:
     """A TLS server answering 503, as a reverse proxy in front of a dead package server."""
 
-    async def overloaded(request: web.Request) -> web.Response:
-        return web.Response(status=503, text="Service Unavailable")
+    async def overloaded(request: Request) -> Response:
+        return Response.text("Service Unavailable", 503)
 
-    app = web.Application()
-    app.router.add_post("/imaging_api", overloaded)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=local_ca.server_context())
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"https://127.0.0.1:{port}/imaging_api"
-    await runner.cleanup()
+    app = App()
+    app.route("POST", "/imaging_api", overloaded)
+    server = Server(app, local_ca.server_context())
+    await server.start("127.0.0.1", 0)
+    yield f"https://127.0.0.1:{server.port}/imaging_api"
+    await server.close()
 
 
 async def test_available_with_the_whole_reply(

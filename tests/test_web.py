@@ -1,4 +1,4 @@
-"""The endpoints, served by the real aiohttp app on 127.0.0.1, probing simulated servers."""
+"""The endpoints, served by the real app on 127.0.0.1, probing simulated servers."""
 
 from __future__ import annotations
 

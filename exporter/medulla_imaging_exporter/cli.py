@@ -12,11 +12,10 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from medulla_imaging_exporter import __version__, gcpolicy, logs
 from medulla_imaging_exporter.config import ConfigError, load_config
 from medulla_imaging_exporter.history import DEFAULT_LIMIT
+from medulla_imaging_exporter.httpserver import Server
 from medulla_imaging_exporter.runtime import Runtime
 from medulla_imaging_exporter.web import create_app
 from medulla_imaging_exporter.webconfig import WebConfig, load_web_config
@@ -127,11 +126,9 @@ async def serve(args: argparse.Namespace) -> int:
     gcpolicy.tune()
     default_host = "127.0.0.1" if demo is not None else None
     host, port = args.listen_address or (default_host, DEFAULT_PORT)
-    runner = web.AppRunner(create_app(runtime, web_config), handle_signals=False)
-    await runner.setup()
+    server = Server(create_app(runtime, web_config), _ssl_context(web_config))
     try:
-        site = web.TCPSite(runner, host, port, ssl_context=_ssl_context(web_config))
-        await site.start()
+        await server.start(host, port)
         log.info(
             "listening",
             extra={
@@ -150,7 +147,7 @@ async def serve(args: argparse.Namespace) -> int:
         await stop.wait()
         log.info("shutting down")
     finally:
-        await runner.cleanup()
+        await server.close()
         if demo is not None:
             await demo.aclose()
     return 0

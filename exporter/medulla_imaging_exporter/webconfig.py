@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from medulla_imaging_exporter.config import (
     ConfigError,
@@ -32,6 +30,7 @@ from medulla_imaging_exporter.config import (
     non_empty_string,
     read_yaml,
 )
+from medulla_imaging_exporter.httpserver import Handler, HTTPError, Request, Response
 
 HEALTH_PATHS = frozenset({"/-/healthy", "/-/ready"})
 REALM = 'Basic realm="medulla-imaging-exporter"'
@@ -80,26 +79,14 @@ class WebConfig:
             self._verified.add(digest)
         return ok
 
-    def middleware(self) -> Middleware:
-        @web.middleware
-        async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if not (self.health_checks_without_auth and request.path in HEALTH_PATHS):
-                if self.client_cert_checked_per_request and not _peer_certificate(request):
-                    raise web.HTTPForbidden(text="a client certificate is required\n")
-                if self.users and not await self.check_basic_auth(
-                    request.headers.get("Authorization")
-                ):
-                    raise web.HTTPUnauthorized(
-                        text="Unauthorized\n", headers={"WWW-Authenticate": REALM}
-                    )
-            return await handler(request)
-
-        return authenticate
-
-
-def _peer_certificate(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is not None and bool(transport.get_extra_info("peercert"))
+    async def authenticate(self, request: Request, handler: Handler) -> Response:
+        """The server's middleware: every route but the exempt health checks."""
+        if not (self.health_checks_without_auth and request.path in HEALTH_PATHS):
+            if self.client_cert_checked_per_request and not request.peer_certificate:
+                raise HTTPError(403, "a client certificate is required\n")
+            if self.users and not await self.check_basic_auth(request.headers.get("authorization")):
+                raise HTTPError(401, "Unauthorized\n", {"WWW-Authenticate": REALM})
+        return await handler(request)
 
 
 def _decode_basic(header: str | None) -> tuple[str, str] | None:
