@@ -24,7 +24,6 @@ def chained(outer: BaseException, cause: BaseException) -> BaseException:
 
 def exchange(error: BaseException | None = None, connected: bool = False, **kw: object) -> Exchange:
     return Exchange(
-        events=frozenset(),
         tcp_connected=connected,
         tls_pending=False,
         started_at=0.0,

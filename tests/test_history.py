@@ -23,7 +23,6 @@ ENTITY = Entity(name="Public", url="https://127.0.0.1:1/imaging_api")
 
 def _exchange(status_code: int | None = 200, body: bytes | None = b"<x/>") -> Exchange:
     return Exchange(
-        events=frozenset(),
         tcp_connected=True,
         tls_pending=False,
         started_at=time.time(),

@@ -72,7 +72,7 @@ def _hostile_view() -> IndexView:
     now = time.time()
     failed = EntityStatus(QUOTE, Status.CONNECTION_ERROR, Reason.FAULT, HOSTILE, now, 0.1, reply)
     history = History()
-    exchange = Exchange(frozenset(), True, False, now, 0.1, 200, "text/xml", b"")
+    exchange = Exchange(True, False, now, 0.1, 200, "text/xml", b"")
     history.add(quote, failed, exchange, WireEvents(), time.monotonic())
     return IndexView(
         lang="en",

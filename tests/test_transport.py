@@ -129,7 +129,7 @@ async def test_the_request_is_an_xmlrpc_post_with_our_headers() -> None:
     # One request object is sent every time: nothing accumulates in it (credentials)...
     assert len(seen) == 2 and seen[0] == seen[1]
     # ...and each exchange still reports its own wire events.
-    assert all("connection.connect_tcp.complete" in trace.names for trace in traces)
+    assert all(trace.seen("connection.connect_tcp.complete") for trace in traces)
     assert traces[0].timeline[-1][0] < traces[1].timeline[0][0]
     head, _, body = seen[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
@@ -260,7 +260,7 @@ async def test_a_client_keeps_no_trace_of_its_last_exchange(
         events = WireEvents()
         exchange = await client.call(5.0, events)
         assert exchange.status_code == 200
-        assert "http11.receive_response_body.complete" in events.names  # traced to the end
+        assert events.seen("http11.receive_response_body.complete")  # traced to the end
         kept = weakref.ref(events)
         del events
         assert kept() is None

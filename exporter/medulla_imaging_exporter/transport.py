@@ -40,29 +40,31 @@ class ReplyTooLarge(Exception):
 class WireEvents:
     """What httpcore's trace reported, updated live so a waiter can read it mid-probe."""
 
-    names: set[str] = field(default_factory=set)
-    # (time.monotonic(), name) in order, for the debug view of the status page.
+    # (time.monotonic(), name) in order, for the debug view of the status page; a dozen at
+    # most, so no set of the names besides (a thousand probes in flight at once).
     timeline: list[tuple[float, str]] = field(default_factory=list)
     tcp_stream: Any = None  # the socket this exchange opened, to close if the exchange fails
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
-        self.names.add(name)
         self.timeline.append((time.monotonic(), name))
         if name == "connection.connect_tcp.complete":
             self.tcp_stream = info.get("return_value")
 
+    def seen(self, name: str) -> bool:
+        """Whether httpcore reported this event during the exchange."""
+        return any(n == name for _, n in self.timeline)
+
     @property
     def tcp_connected(self) -> bool:
         # A reused keep-alive connection sends no connect events, only request ones.
-        return "connection.connect_tcp.complete" in self.names or any(
-            n.startswith("http11.") for n in self.names
+        return self.seen("connection.connect_tcp.complete") or any(
+            n.startswith("http11.") for _, n in self.timeline
         )
 
     @property
     def tls_pending(self) -> bool:
-        return (
-            "connection.start_tls.started" in self.names
-            and "connection.start_tls.complete" not in self.names
+        return self.seen("connection.start_tls.started") and not self.seen(
+            "connection.start_tls.complete"
         )
 
 
@@ -70,7 +72,6 @@ class WireEvents:
 class Exchange:
     """One request and whatever came back, or the exception that stopped it."""
 
-    events: frozenset[str]
     tcp_connected: bool
     tls_pending: bool
     started_at: float
@@ -528,7 +529,6 @@ def cert_not_after(der: bytes) -> float | None:
 
 def snapshot(events: WireEvents, started_at: float, t0: float, **kw: Any) -> Exchange:
     return Exchange(
-        events=frozenset(events.names),
         tcp_connected=events.tcp_connected,
         tls_pending=events.tls_pending,
         started_at=started_at,
