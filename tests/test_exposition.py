@@ -222,6 +222,8 @@ def test_only_the_last_scrapes_label_sets_are_carried() -> None:
         EntityStatus("General", Status.OFFLINE, Reason.REFUSED, "x", 1.7e9, 0.1),
     ]
     encode([ScrapeCollector([public, general], both)], "", carried)
+    # A state block is carried whole, not also its label sets: 19 per entity.
+    assert {("entity", "status"), ("entity", "reason")}.isdisjoint(carried.label_texts)
     collectors: list[Collector] = [ScrapeCollector([public], both[:1])]  # General removed
     assert encode(collectors, "", carried) == reference(collectors, "")
     kept = {values for texts in carried.label_texts.values() for values in texts}
