@@ -173,6 +173,14 @@ async def test_expect_100_continue_is_answered_before_the_body() -> None:
     assert rest.startswith(b"HTTP/1.1 200 ") and b"body b'ok'" in rest
 
 
+async def test_a_status_line_has_its_reason_phrase() -> None:
+    async with running(app()) as server:
+        found = await exchange(server.port, get("/echo", "Connection: close"))
+        missing = await exchange(server.port, get("/nope", "Connection: close"))
+    assert found.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert missing.startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
 async def test_unknown_paths_and_methods() -> None:
     async with running(app()) as server:
         missing = await exchange(server.port, get("/nope", "Connection: close"))
@@ -320,3 +328,30 @@ async def test_tls(local_ca: LocalCA) -> None:
         async with httpx.AsyncClient(verify=client_context) as client:
             reply = await client.get(f"https://127.0.0.1:{server.port}/echo")
     assert reply.status_code == 200 and "GET /echo" in reply.text
+
+
+async def test_a_reply_is_written_in_as_few_sends_as_its_size_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each write is a send(2) and a TCP segment: the head goes with the first chunk."""
+    writes: list[int] = []
+    write = asyncio.StreamWriter.write
+
+    def counting(self: asyncio.StreamWriter, data: bytes | bytearray | memoryview) -> None:
+        writes.append(len(data))
+        write(self, data)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "write", counting)
+    small = Streamed([b"a\n", b"b\n", b"c\n"])
+    async with running(app(small)) as server:
+        await exchange(server.port, get("/stream", "Connection: close"))
+        assert len(writes) == 1 + 1  # the request, then the whole reply
+        writes.clear()
+        await exchange(server.port, get("/echo", "Connection: close"))
+        assert len(writes) == 1 + 1
+    big = Streamed([b"x" * httpserver.WRITE_BYTES] * 3)
+    writes.clear()
+    async with running(app(big)) as server:
+        reply = await exchange(server.port, get("/stream", "Connection: close"))
+    assert len(writes) == 1 + 3  # a chunk per write, the head with the first, the end with the last
+    assert reply.partition(b"\r\n\r\n")[2].count(b"x") == 3 * httpserver.WRITE_BYTES

@@ -15,6 +15,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 # reads of this size, they may reach twice as much.
 MAX_HEADER_BYTES = 16 * 1024
 READ_BYTES = MAX_HEADER_BYTES
+# What a reply gathers before it is written: about one chunk of /metrics.
+WRITE_BYTES = 64 * 1024
 # No route takes a body; a larger one is refused rather than buffered.
 MAX_BODY_BYTES = 64 * 1024
 # A connection that sends nothing for this long is closed (aiohttp's and nginx's 75 s).
@@ -278,22 +281,28 @@ async def _send(
         chunks = iter(response.body)
     if conn.their_state is not h11.DONE:  # an error before the whole request was read
         headers.append(("Connection", "close"))
+    # Each write is a send(2) and a TCP segment: the head goes with the first chunk, the
+    # last chunk with the end, and a small reply leaves whole.
+    phrase = HTTPStatus(response.status).phrase.encode()
+    out = [conn.send(h11.Response(status_code=response.status, headers=headers, reason=phrase))]
     try:
-        await _write(writer, conn.send(h11.Response(status_code=response.status, headers=headers)))
         if not head:
             for chunk in chunks:
-                await _write(writer, conn.send(h11.Data(data=chunk)))
-        await _write(writer, conn.send(h11.EndOfMessage()))
+                if sum(map(len, out)) >= WRITE_BYTES:
+                    await _write(writer, out)
+                out.append(conn.send(h11.Data(data=chunk)))
+        out.append(conn.send(h11.EndOfMessage()))
+        await _write(writer, out)
     finally:
         close = getattr(response.body, "close", None)
         if close is not None:
             close()
 
 
-async def _write(writer: asyncio.StreamWriter, data: bytes | None) -> None:
-    if data:
-        writer.write(data)
-        try:
-            await writer.drain()
-        except ConnectionError:
-            raise _Closed from None
+async def _write(writer: asyncio.StreamWriter, out: list[bytes]) -> None:
+    writer.write(b"".join(out))
+    out.clear()
+    try:
+        await writer.drain()
+    except ConnectionError:
+        raise _Closed from None
