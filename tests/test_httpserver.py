@@ -355,3 +355,23 @@ async def test_a_reply_is_written_in_as_few_sends_as_its_size_allows(
         reply = await exchange(server.port, get("/stream", "Connection: close"))
     assert len(writes) == 1 + 3  # a chunk per write, the head with the first, the end with the last
     assert reply.partition(b"\r\n\r\n")[2].count(b"x") == 3 * httpserver.WRITE_BYTES
+
+
+async def test_a_reply_that_h11_refuses_still_closes_its_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The body's close() ends the scrape's pause of the garbage collector: it must come."""
+    stream = Streamed([b"never\n"])
+
+    async def bad_header(request: Request) -> Response:
+        return Response(stream, headers={"X-Bad": "line\nbreak"})
+
+    application = App()
+    application.route("GET", "/bad", bad_header)
+    async with running(application) as server:
+        with caplog.at_level(logging.ERROR, logger=httpserver.__name__):
+            reply = await exchange(server.port, get("/bad"))
+        await asyncio.wait_for(stream.closed.wait(), 5)
+    assert reply == b"" and stream.read == 0
+    [record] = caplog.records
+    assert record.getMessage() == "connection failed"

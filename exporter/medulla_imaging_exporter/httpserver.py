@@ -13,7 +13,7 @@ import email.utils
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -268,35 +268,38 @@ def _request(head: h11.Request, writer: asyncio.StreamWriter, body: bytes) -> Re
 async def _send(
     conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, head: bool = False
 ) -> None:
+    try:
+        await _send_body(conn, writer, response, head)
+    finally:  # written, abandoned or refused by h11: the body's close() comes in every case
+        close = getattr(response.body, "close", None)
+        if close is not None:
+            close()
+
+
+async def _send_body(
+    conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, head: bool
+) -> None:
     headers = [
         ("Date", email.utils.formatdate(usegmt=True)),
         ("Content-Type", response.content_type),
         *response.headers.items(),
     ]
-    chunks: Iterator[bytes]
+    chunks: Iterable[bytes] = [response.body] if isinstance(response.body, bytes) else response.body
     if isinstance(response.body, bytes):
         headers.append(("Content-Length", str(len(response.body))))
-        chunks = iter([response.body])
-    else:
-        chunks = iter(response.body)
     if conn.their_state is not h11.DONE:  # an error before the whole request was read
         headers.append(("Connection", "close"))
     # Each write is a send(2) and a TCP segment: the head goes with the first chunk, the
     # last chunk with the end, and a small reply leaves whole.
     phrase = HTTPStatus(response.status).phrase.encode()
     out = [conn.send(h11.Response(status_code=response.status, headers=headers, reason=phrase))]
-    try:
-        if not head:
-            for chunk in chunks:
-                if sum(map(len, out)) >= WRITE_BYTES:
-                    await _write(writer, out)
-                out.append(conn.send(h11.Data(data=chunk)))
-        out.append(conn.send(h11.EndOfMessage()))
-        await _write(writer, out)
-    finally:
-        close = getattr(response.body, "close", None)
-        if close is not None:
-            close()
+    if not head:
+        for chunk in chunks:
+            if sum(map(len, out)) >= WRITE_BYTES:
+                await _write(writer, out)
+            out.append(conn.send(h11.Data(data=chunk)))
+    out.append(conn.send(h11.EndOfMessage()))
+    await _write(writer, out)
 
 
 async def _write(writer: asyncio.StreamWriter, out: list[bytes]) -> None:
