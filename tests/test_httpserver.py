@@ -271,6 +271,25 @@ async def test_a_silent_connection_is_closed(monkeypatch: pytest.MonkeyPatch) ->
             assert await reader.read(-1) == b""
 
 
+async def test_a_request_trickled_a_byte_at_a_time_is_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each byte comes well within the limit; the whole request does not."""
+    monkeypatch.setattr(httpserver, "IDLE_SECONDS", 0.5)
+    request = get("/echo", "X-Slow: " + "x" * 200)  # 12 s at 50 ms a byte
+    async with running(app()) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        eof = asyncio.ensure_future(reader.read(-1))
+        sent = 0
+        while sent < len(request) and not eof.done():
+            writer.write(request[sent : sent + 1])
+            sent += 1
+            await asyncio.sleep(0.05)
+        writer.close()
+    assert eof.done() and eof.result() == b""  # closed, with no reply
+    assert sent < len(request) // 2
+
+
 async def test_the_middleware_sees_every_request_before_routing() -> None:
     async def deny(request: Request, handler: Handler) -> Response:
         if request.headers.get("authorization") != "yes":

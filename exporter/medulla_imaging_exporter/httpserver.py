@@ -30,7 +30,8 @@ READ_BYTES = MAX_HEADER_BYTES
 WRITE_BYTES = 64 * 1024
 # No route takes a body; a larger one is refused rather than buffered.
 MAX_BODY_BYTES = 64 * 1024
-# A connection that sends nothing for this long is closed (aiohttp's and nginx's 75 s).
+# A connection that has not sent a whole request after this long is closed: an idle
+# keep-alive connection (aiohttp's and nginx's 75 s), or a request sent a byte at a time.
 IDLE_SECONDS = 75.0
 # How long a refused request's remaining bytes are read before the connection is closed.
 LINGER_SECONDS = 1.0
@@ -158,7 +159,11 @@ class Server:
         self._idle.add(task)
         try:
             while not self._closing:
-                request = await self._read_request(conn, reader, writer)
+                try:
+                    async with asyncio.timeout(IDLE_SECONDS):
+                        request = await self._read_request(conn, reader, writer)
+                except TimeoutError:
+                    break
                 self._idle.discard(task)
                 self._busy.add(task)
                 await self._respond(conn, writer, request)
@@ -237,12 +242,7 @@ async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
     while (event := conn.next_event()) is h11.NEED_DATA:
-        try:
-            async with asyncio.timeout(IDLE_SECONDS):
-                data = await reader.read(READ_BYTES)
-        except TimeoutError:
-            raise _Closed from None
-        conn.receive_data(data)
+        conn.receive_data(await reader.read(READ_BYTES))
     return event
 
 
