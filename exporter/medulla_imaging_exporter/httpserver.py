@@ -28,7 +28,7 @@ MAX_HEADER_BYTES = 16 * 1024
 READ_BYTES = MAX_HEADER_BYTES
 # What a reply gathers before it is written: about one chunk of /metrics.
 WRITE_BYTES = 64 * 1024
-# No route takes a body; a larger one is refused rather than buffered.
+# The exporter's routes take no body; a larger one is refused rather than buffered.
 MAX_BODY_BYTES = 64 * 1024
 # A connection that has not sent a whole request after this long is closed: an idle
 # keep-alive connection (aiohttp's and nginx's 75 s), or a request sent a byte at a time.
@@ -112,7 +112,7 @@ class App:
 
 
 class _Closed(Exception):
-    """The client went away, or stayed silent too long: nothing more to say to it."""
+    """The client went away: nothing more to say to it."""
 
 
 class Server:
