@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from medulla_imaging_exporter import collector
 from medulla_imaging_exporter.collector import ScrapeCollector
 from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter.exposition import GaugeFamily
 from medulla_imaging_exporter.model import EntityStatus, Reason, Reply, Section, Status
 from medulla_imaging_exporter.parsing import parse_body
 from tests.helpers import Samples, fixture_bytes, metric_samples
@@ -110,3 +115,23 @@ def test_statuses_of_unknown_entities_are_dropped() -> None:
     """A status that outlived a reload must not resurrect the series of a removed entity."""
     got = samples([ROOT], [EntityStatus("Removed", Status.OFFLINE, Reason.DNS)])
     assert not any(("entity", "Removed") in labels for _, labels in got)
+
+
+def test_each_family_is_made_only_when_the_next_one_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The exposition writes a family before it asks for the next: only one family's rows
+    are in memory at a time (fifty thousand at a thousand entities)."""
+    made: list[str] = []
+    gauge = collector._gauge
+
+    def spy(name: str, doc: str, labels: Sequence[str] = ("entity",)) -> GaugeFamily:
+        made.append(name)
+        return gauge(name, doc, labels)
+
+    monkeypatch.setattr(collector, "_gauge", spy)
+    reply = parse_body(fixture_bytes("replies/public-procps-ng.xml"))
+    families = ScrapeCollector([PUBLIC], [available(reply)]).collect()
+    assert next(iter(families)).name == "medulla_imaging_entity" and made == []
+    names = {family.name for family in families}
+    assert made and all(f"medulla_imaging_{m}" in names for m in made)
