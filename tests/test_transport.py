@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import h11
 import pytest
 
 from medulla_imaging_exporter import gcpolicy, transport
@@ -285,6 +286,28 @@ async def test_a_request_takes_no_anyio_lock(
     for _ in range(3):
         assert (await prober.probe(entity)).status is Status.AVAILABLE
     assert created == []
+
+
+async def test_the_request_head_is_made_once_per_server_connection(
+    make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h11 validates every header when its request event is made: the prober sends the same
+    request at every probe, so the event is made once per connection and sent again."""
+    made: list[h11.Request] = []
+    init = h11.Request.__init__
+
+    def counted(self: h11.Request, **kwargs: Any) -> None:
+        init(self, **kwargs)
+        if not kwargs.get("_parsed"):  # made to be sent, not read by the simulated server
+            made.append(self)
+
+    monkeypatch.setattr(h11.Request, "__init__", counted)
+    entity = entity_for(await make_server())
+    for _ in range(3):
+        assert (await prober.probe(entity)).status is Status.AVAILABLE
+    assert len(made) == 1
+    [head] = made
+    assert (head.method, head.target) == (b"POST", b"/imaging_api")
 
 
 async def test_the_connections_lock_refuses_a_second_holder() -> None:

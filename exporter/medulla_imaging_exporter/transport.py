@@ -17,6 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import h11
 import httpcore
 import httpx
 import httpx._transports.default as httpx_transport
@@ -418,6 +419,18 @@ class _HTTP11(httpcore.AsyncHTTP11Connection):
     def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream) -> None:
         super().__init__(origin=origin, stream=stream, keepalive_expiry=KEEPALIVE_SECONDS)
         self._state_lock = _FreeLock()  # type: ignore[assignment]
+        self._head: tuple[httpcore.Request, h11.Request] | None = None
+
+    async def _send_request_headers(self, request: httpcore.Request) -> None:
+        """httpcore's, except that h11's request event (whose making validates every header)
+        is made once per request object: the prober sends the same one at every probe."""
+        if self._head is None or self._head[0] is not request:
+            event = h11.Request(
+                method=request.method, target=request.url.target, headers=request.headers
+            )
+            self._head = (request, event)
+        timeout = request.extensions.get("timeout", {}).get("write")
+        await self._send_event(self._head[1], timeout=timeout)
 
 
 class _Connection(httpcore.AsyncHTTPConnection):
