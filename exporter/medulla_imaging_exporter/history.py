@@ -18,7 +18,7 @@ from medulla_imaging_exporter.transport import Exchange, WireEvents
 DEFAULT_LIMIT = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ProbeRecord:
     """One finished probe: what it found and what happened on the wire.
 

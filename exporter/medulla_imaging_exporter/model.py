@@ -61,7 +61,7 @@ class Section(StrEnum):
     STATS = "stats"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Filesystem:
     device: str
     mountpoint: str
@@ -70,7 +70,7 @@ class Filesystem:
     avail_bytes: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Memory:
     total_bytes: int
     used_bytes: int
@@ -81,20 +81,20 @@ class Memory:
     swap_used_bytes: int | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MastersStorage:
     used_ratio: float
     avail_bytes: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stats:
     clients_registered: int
     clients_with_rescue_image: int
     masters_available: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The parsed reply; a section is ``None`` exactly when it is in ``section_errors``."""
 
@@ -106,7 +106,7 @@ class Reply:
     section_errors: Mapping[Section, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EntityStatus:
     """What one probe of one entity found, at one moment."""
 
@@ -121,7 +121,7 @@ class EntityStatus:
     timeout_seconds: float | None = None  # the deadline the probe ran under
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DiscoveredEntity:
     """An entity of Medulla's imaging database and the URL of its associated server, if any."""
 
@@ -130,7 +130,7 @@ class DiscoveredEntity:
     url: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DatabaseSnapshot:
     """The last refresh from the imaging database: every scrape reads it, none waits for it."""
 

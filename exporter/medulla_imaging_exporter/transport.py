@@ -37,7 +37,7 @@ class ReplyTooLarge(Exception):
     """The reply exceeded the configured cap; reading stopped there."""
 
 
-@dataclass
+@dataclass(slots=True, weakref_slot=True)  # weakly referenced by a test of its lifetime
 class WireEvents:
     """What httpcore's trace reported, updated live so a waiter can read it mid-probe."""
 
@@ -69,7 +69,7 @@ class WireEvents:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """One request and whatever came back, or the exception that stopped it."""
 
