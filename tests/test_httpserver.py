@@ -7,6 +7,7 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -394,3 +395,62 @@ async def test_a_reply_that_h11_refuses_still_closes_its_body(
     assert reply == b"" and stream.read == 0
     [record] = caplog.records
     assert record.getMessage() == "connection failed"
+
+
+async def test_closing_gives_up_on_a_request_that_outlives_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(httpserver, "CLOSE_GRACE_SECONDS", 0.3)
+    cancelled = asyncio.Event()
+
+    async def endless(request: Request) -> Response:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        raise AssertionError("never reached")
+
+    application = App()
+    application.route("GET", "/endless", endless)
+    server = Server(application)
+    await server.start("127.0.0.1", 0)
+    busy = asyncio.ensure_future(exchange(server.port, get("/endless")))
+    await asyncio.sleep(0.2)
+    async with asyncio.timeout(5):
+        await server.close()
+        assert await busy == b""  # closed with no reply
+    assert cancelled.is_set()
+
+
+async def test_a_connection_reads_the_client_certificate_once(
+    local_ca: LocalCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading it decodes the certificate: once per connection, whatever its requests."""
+    reads: list[str] = []
+    get_extra_info = asyncio.StreamWriter.get_extra_info
+
+    def counting(self: asyncio.StreamWriter, name: str, default: object = None) -> object:
+        reads.append(name)
+        return get_extra_info(self, name, default)
+
+    monkeypatch.setattr(asyncio.StreamWriter, "get_extra_info", counting)
+    seen: list[bool] = []
+
+    async def certified(request: Request) -> Response:
+        seen.append(request.peer_certificate)
+        return Response.text("ok\n")
+
+    application = App()
+    application.route("GET", "/", certified)
+    cert, key = local_ca.write_client_cert(tmp_path)
+    client_context = ssl.create_default_context()
+    local_ca.ca.configure_trust(client_context)
+    client_context.load_cert_chain(cert, key)
+    async with (
+        running(application, local_ca.server_context(client_auth=True)) as server,
+        httpx.AsyncClient(verify=client_context) as client,
+    ):
+        for _ in range(3):
+            assert (await client.get(f"https://127.0.0.1:{server.port}/")).status_code == 200
+    assert seen == [True, True, True]
+    assert reads.count("peercert") == 1

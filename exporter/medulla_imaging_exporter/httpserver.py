@@ -64,8 +64,10 @@ class Response:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def text(cls, text: str, status: int = 200, **headers: str) -> Response:
-        return cls(text.encode(), status, TEXT, headers)
+    def text(
+        cls, text: str, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        return cls(text.encode(), status, TEXT, headers or {})
 
 
 class HTTPError(Exception):
@@ -73,7 +75,7 @@ class HTTPError(Exception):
 
     def __init__(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(text)
-        self.response = Response.text(text, status, **(headers or {}))
+        self.response = Response.text(text, status, headers)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -156,12 +158,13 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        peer = _peer(writer)
         self._idle.add(task)
         try:
             while not self._closing:
                 try:
                     async with asyncio.timeout(IDLE_SECONDS):
-                        request = await self._read_request(conn, reader, writer)
+                        request = await self._read_request(conn, reader, writer, peer)
                 except TimeoutError:
                     break
                 self._idle.discard(task)
@@ -190,7 +193,11 @@ class Server:
                 await writer.wait_closed()
 
     async def _read_request(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: _Peer,
     ) -> Request:
         head = await _next_event(conn, reader)
         if not isinstance(head, h11.Request):
@@ -205,7 +212,7 @@ class Server:
             body += event.data
             if len(body) > MAX_BODY_BYTES:
                 raise h11.RemoteProtocolError("request body too large", 413)
-        return _request(head, writer, bytes(body))
+        return _request(head, peer, bytes(body))
 
     async def _respond(
         self, conn: h11.Connection, writer: asyncio.StreamWriter, request: Request
@@ -246,21 +253,34 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> obj
     return event
 
 
-def _request(head: h11.Request, writer: asyncio.StreamWriter, body: bytes) -> Request:
+@dataclass(frozen=True)
+class _Peer:
+    """What a connection's requests share, read once per connection: reading the client's
+    certificate decodes it each time."""
+
+    local: str  # the listening address, the host of a request without a Host header
+    certificate: bool
+
+
+def _peer(writer: asyncio.StreamWriter) -> _Peer:
+    address, port = writer.get_extra_info("sockname")[:2]
+    local = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+    return _Peer(local, bool(writer.get_extra_info("peercert")))
+
+
+def _request(head: h11.Request, peer: _Peer, body: bytes) -> Request:
     headers: dict[str, str] = {}
     for name, value in head.headers:
         key, text = name.decode("latin-1"), value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     target = urlsplit(head.target.decode("latin-1"))
-    address, port = writer.get_extra_info("sockname")[:2]
-    local = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     return Request(
         method=head.method.decode("ascii"),
         path=unquote(target.path) or "/",
         query=dict(reversed(parse_qsl(target.query, keep_blank_values=True))),
         headers=headers,
-        host=headers.get("host") or local,
-        peer_certificate=bool(writer.get_extra_info("peercert")),
+        host=headers.get("host") or peer.local,
+        peer_certificate=peer.certificate,
         body=body,
     )
 
@@ -284,9 +304,12 @@ async def _send_body(
         ("Content-Type", response.content_type),
         *response.headers.items(),
     ]
-    chunks: Iterable[bytes] = [response.body] if isinstance(response.body, bytes) else response.body
+    chunks: Iterable[bytes]
     if isinstance(response.body, bytes):
+        chunks = [response.body]
         headers.append(("Content-Length", str(len(response.body))))
+    else:
+        chunks = response.body
     if conn.their_state is not h11.DONE:  # an error before the whole request was read
         headers.append(("Connection", "close"))
     # Each write is a send(2) and a TCP segment: the head goes with the first chunk, the
@@ -297,6 +320,7 @@ async def _send_body(
         for chunk in chunks:
             if sum(map(len, out)) >= WRITE_BYTES:
                 await _write(writer, out)
+                out = []
             out.append(conn.send(h11.Data(data=chunk)))
     out.append(conn.send(h11.EndOfMessage()))
     await _write(writer, out)
@@ -304,7 +328,6 @@ async def _send_body(
 
 async def _write(writer: asyncio.StreamWriter, out: list[bytes]) -> None:
     writer.write(b"".join(out))
-    out.clear()
     try:
         await writer.drain()
     except ConnectionError:
