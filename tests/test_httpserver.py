@@ -341,10 +341,9 @@ async def test_closing_finishes_requests_under_way_and_drops_idle_connections() 
         await asyncio.open_connection("127.0.0.1", server.port)
 
 
-async def test_tls(local_ca: LocalCA) -> None:
+async def test_tls(local_ca: LocalCA, ca_file: Path) -> None:
     async with running(app(), local_ca.server_context()) as server:
-        client_context = ssl.create_default_context()
-        local_ca.ca.configure_trust(client_context)
+        client_context = ssl.create_default_context(cafile=str(ca_file))
         async with httpx.AsyncClient(verify=client_context) as client:
             reply = await client.get(f"https://127.0.0.1:{server.port}/echo")
     assert reply.status_code == 200 and "GET /echo" in reply.text
@@ -423,7 +422,7 @@ async def test_closing_gives_up_on_a_request_that_outlives_the_grace(
 
 
 async def test_a_connection_reads_the_client_certificate_once(
-    local_ca: LocalCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_ca: LocalCA, ca_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Reading it decodes the certificate: once per connection, whatever its requests."""
     reads: list[str] = []
@@ -443,8 +442,7 @@ async def test_a_connection_reads_the_client_certificate_once(
     application = App()
     application.route("GET", "/", certified)
     cert, key = local_ca.write_client_cert(tmp_path)
-    client_context = ssl.create_default_context()
-    local_ca.ca.configure_trust(client_context)
+    client_context = ssl.create_default_context(cafile=str(ca_file))
     client_context.load_cert_chain(cert, key)
     async with (
         running(application, local_ca.server_context(client_auth=True)) as server,
