@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any
 
 import anyio
 import h11
+import httpcore
+import httpx
 import pytest
 
 from medulla_imaging_exporter import gcpolicy, transport
@@ -251,6 +254,47 @@ async def test_a_client_sends_one_request_at_a_time(
     assert server.connections == 1
 
 
+async def test_entities_share_one_httpx_client_and_each_keeps_its_own_connection(
+    make_server: MakeServer, entity_for: EntityFor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One httpx client per entity weighed 2.2 kB: there is one for all, and the connection
+    a request goes over is its entity's, even for two entities of one server at once."""
+    made: list[httpx.AsyncClient] = []
+    init = httpx.AsyncClient.__init__
+
+    def counted(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counted)
+    server = await make_server()
+    clients = [ImagingClient(entity_for(server, name=name)) for name in ("A", "B")]
+    try:
+        for _ in range(2):
+            exchanges = await asyncio.gather(*(c.call(2.0, WireEvents()) for c in clients))
+            assert [e.status_code for e in exchanges] == [200, 200], exchanges
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert made == []
+    assert server.connections == 2  # one per entity, each kept alive for its second probe
+
+
+async def test_httpcore_errors_come_out_as_httpx_errors() -> None:
+    """httpx's mapping of httpcore's exceptions runs only when one is raised; it still runs."""
+    with contextlib.closing(socket.socket()) as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{unused.getsockname()[1]}/imaging_api"  # nothing listens
+    client = ImagingClient(Entity(name="E", url=url))
+    try:
+        exchange = await client.call(2.0, WireEvents())
+    finally:
+        await client.aclose()
+    assert isinstance(exchange.error, httpx.ConnectError), repr(exchange.error)
+    assert isinstance(exchange.error.__cause__, httpcore.ConnectError)
+    assert not exchange.tcp_connected
+
+
 async def test_a_client_keeps_no_trace_of_its_last_exchange(
     make_server: MakeServer, entity_for: EntityFor
 ) -> None:
@@ -329,8 +373,7 @@ async def test_no_openssl_write_buffer_is_left_once_a_reply_is_read(
     client = ImagingClient(entity_for(await make_server()))
     try:
         assert (await client.call(2.0, WireEvents())).status_code == 200
-        pool = client._client._transport._pool  # type: ignore[attr-defined]
-        tls = pool._connection._connection._network_stream
+        tls = client._route.connection._connection._network_stream  # type: ignore[union-attr]
         assert tls._ssl.version() == "TLSv1.3"  # the simulator sends session tickets
         before = in_use()
         tls._ssl.write(b"")  # would free the buffer if one were left
