@@ -41,25 +41,32 @@ class ReplyTooLarge(Exception):
 class WireEvents:
     """What httpcore's trace reported, updated live so a waiter can read it mid-probe."""
 
-    # (time.monotonic(), name) in order, for the debug view of the status page; a dozen at
-    # most, so no set of the names besides (a thousand probes in flight at once).
-    timeline: list[tuple[float, str]] = field(default_factory=list)
+    # Each event's time.monotonic() and name, in order: two lists, not a list of pairs, since
+    # a thousand probes in flight hold a dozen events each.
+    times: list[float] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     tcp_stream: Any = None  # the socket this exchange opened, to close if the exchange fails
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
-        self.timeline.append((time.monotonic(), name))
+        self.times.append(time.monotonic())
+        self.names.append(name)
         if name == "connection.connect_tcp.complete":
             self.tcp_stream = info.get("return_value")
 
     def seen(self, name: str) -> bool:
         """Whether httpcore reported this event during the exchange."""
-        return any(n == name for _, n in self.timeline)
+        return name in self.names
+
+    @property
+    def timeline(self) -> list[tuple[float, str]]:
+        """(time.monotonic(), name) of each event, for the debug view of the status page."""
+        return list(zip(self.times, self.names, strict=True))
 
     @property
     def tcp_connected(self) -> bool:
         # A reused keep-alive connection sends no connect events, only request ones.
         return self.seen("connection.connect_tcp.complete") or any(
-            n.startswith("http11.") for _, n in self.timeline
+            n.startswith("http11.") for n in self.names
         )
 
     @property
