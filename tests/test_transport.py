@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import socket
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -144,6 +145,22 @@ async def test_the_request_is_an_xmlrpc_post_with_our_headers() -> None:
     assert headers["user-agent"] == USER_AGENT
     assert headers["authorization"] == "Basic dXNlcjpzZWNyZXQ="
     assert b"<methodName>imagingServerStatus</methodName>" in body
+
+
+async def test_a_reply_the_server_encoded_anyway_is_decoded() -> None:
+    """The request asks for no encoding, so a reply is read raw unless it says it has one."""
+    body = ServerData().body()
+    packed = gzip.compress(body)
+    headers = f"Content-Length: {len(packed)}", "Content-Encoding: gzip", "Connection: close"
+    server, _ = await _closing_server(_http_reply(packed, *headers))
+    async with server:
+        client = ImagingClient(Entity(name="Packed", url=_url(server)))
+        try:
+            exchange = await client.call(2.0, WireEvents())
+        finally:
+            await client.aclose()
+    assert exchange.error is None, exchange.error
+    assert exchange.body == body
 
 
 async def test_a_server_that_closes_after_each_reply_is_probed_again(prober: Prober) -> None:

@@ -639,7 +639,9 @@ class ImagingClient:
             raise ReplyTooLarge(f"Content-Length {declared} > {self.max_reply_bytes}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        # Nothing to decode (the request asks for no encoding): the raw bytes, one layer fewer.
+        raw = "content-encoding" not in response.headers
+        async for chunk in response.aiter_raw() if raw else response.aiter_bytes():
             size += len(chunk)
             if size > self.max_reply_bytes:
                 raise ReplyTooLarge(f"more than {self.max_reply_bytes} bytes")
