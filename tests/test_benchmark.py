@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO
 
 
@@ -126,3 +128,40 @@ def test_the_parsing_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None
     assert output.read_text() == run.stdout
     rows = {line.split()[0] for line in run.stdout.splitlines()[2:]}
     assert rows == {"parse_body", "decode_response", "parse_reply"}
+
+
+def test_the_cli_instruction_count_splits_a_scrape(tmp_path: Path) -> None:
+    output = tmp_path / "cli_instructions.txt"
+    script = REPO / "benchmarks" / "cli_instructions.py"
+    args = ["--sizes", "2,1", "--counts", "1", "2", "--output", str(output)]
+    run = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    table = output.read_text()
+    assert table.splitlines()[2:] == run.stdout.splitlines()[:-1]  # the rows, as printed
+    counts = {
+        cells[0]: int(cells[1].replace(",", ""))
+        for line in table.splitlines()[2:]
+        if (cells := [c.strip() for c in line.strip("|").split("|")])
+    }
+    assert list(counts) == [
+        "`/-/healthy`, the HTTP exchange alone",
+        "`/metrics`, N = 1",
+        "`/metrics`, N = 2",
+        "each probe",
+        "a scrape whatever the number of entities",
+    ]
+    # A scrape answers HTTP and probes: more than the HTTP exchange, and more with more entities.
+    assert counts["`/metrics`, N = 1"] > counts["`/-/healthy`, the HTTP exchange alone"] > 100_000
+    assert counts["each probe"] > 500_000
+
+
+@pytest.mark.parametrize("sizes", ["3,3", "3", "1,x", "0,2", "1,2,3"])
+def test_the_cli_instruction_count_needs_two_sizes(sizes: str) -> None:
+    script = REPO / "benchmarks" / "cli_instructions.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--sizes", sizes], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 2
+    assert "argument --sizes: two different entity counts of 1 or more" in run.stderr
