@@ -336,13 +336,16 @@ def run_size(
                 result.cold_connections = farm.command("stats")["connections"]
 
                 def healthy() -> None:
+                    time.sleep(args.pause)
                     s = scrape(client, metrics, None)
                     if s.up != n:
                         raise RuntimeError(f"{s.up} of {n} servers up")
                     result.wall.append(s.wall)
 
                 one_round = (
-                    blackbox_round(bb_client, farm, blackbox[1], result) if blackbox else None
+                    blackbox_round(bb_client, farm, blackbox[1], result, args.pause)
+                    if blackbox
+                    else None
                 )
                 if one_round is not None:
                     one_round()  # the blackbox's warm-up, as the exporter's cold scrape
@@ -374,12 +377,13 @@ def run_size(
 
 
 def blackbox_round(
-    client: httpx.Client, farm: Farm, port: int, result: SizeResult
+    client: httpx.Client, farm: Farm, port: int, result: SizeResult, pause: float
 ) -> Callable[[], None]:
     """One probe of every farm server, one target at a time, as Prometheus would ask."""
 
     def one_round() -> None:
         for url in farm.urls:
+            time.sleep(pause)
             response = client.get(
                 f"http://127.0.0.1:{port}/probe", params={"target": url, "module": MODULE}
             )
@@ -461,9 +465,15 @@ def report(results: list[SizeResult], args: argparse.Namespace, command: str) ->
             for r in results
         ]
     lines += ["", targets(results, args)]
+    paused = (
+        f"Each `/metrics` and each `/probe` of the CPU batches waited {args.pause:g} s before it, "
+        "to start as cold as under Prometheus, which asks every 15 s or more.\n\n"
+        if args.pause
+        else ""
+    )
     return (
         f"## Probes\n\nMeasured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with\n\n"
-        f"```sh\n{command}\n```\n\n" + "\n".join(lines) + "\n\nMachine:\n\n" + machine()
+        f"```sh\n{command}\n```\n\n{paused}" + "\n".join(lines) + "\n\nMachine:\n\n" + machine()
     )
 
 
@@ -531,6 +541,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="server latencies in seconds for extra wall-time scrapes (default 0.05,0.2; '' none)",
     )
     p.add_argument("--latency-repeats", type=int, default=3, help="scrapes per latency")
+    p.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="idle seconds before each /metrics and each /probe of the CPU batches (default 0)",
+    )
     p.add_argument("--no-blackbox", action="store_true", help="skip blackbox_exporter")
     p.add_argument(
         "--output", type=Path, default=RESULTS, help=f"default {RESULTS.relative_to(HERE.parent)}"

@@ -17,7 +17,7 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     args = [
         *("--sizes", "3", "--probes", "6", "--repeats", "2", "--batches", "1"),
         *("--hang-repeats", "1", "--timeout", "0.5", "--no-blackbox", "--output", str(output)),
-        *("--latencies", "0.3", "--latency-repeats", "1"),
+        *("--latencies", "0.3", "--latency-repeats", "1", "--pause", "0.01"),
     ]
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench.py"), *args],
@@ -41,6 +41,7 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     assert "servers answering in 300 ms" in table
     assert float(latency[2].removesuffix(" s")) >= 0.3  # the servers did answer late
     assert "nproc: " in table and "benchmarks/bench.py --sizes 3" in table
+    assert "each `/probe` of the CPU batches waited 0.01 s before it" in table
 
 
 def test_the_client_benchmark_runs_against_a_simulated_server() -> None:
