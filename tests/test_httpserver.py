@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -180,6 +181,21 @@ async def test_a_status_line_has_its_reason_phrase() -> None:
         missing = await exchange(server.port, get("/nope", "Connection: close"))
     assert found.startswith(b"HTTP/1.1 200 OK\r\n")
     assert missing.startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
+async def test_every_reply_is_dated_to_the_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``Date`` header is formatted once a second, and follows the clock."""
+    now = 1_800_000_000.7
+    monkeypatch.setattr(time, "time", lambda: now)
+    async with running(app()) as server:
+        first = await exchange(server.port, get("/echo", "Connection: close"))
+        now += 0.2  # the same second
+        second = await exchange(server.port, get("/echo", "Connection: close"))
+        now += 3600
+        later = await exchange(server.port, get("/nope", "Connection: close"))
+    dates = [head_of(reply)[1]["date"] for reply in (first, second, later)]
+    assert dates[0] == dates[1] == "Fri, 15 Jan 2027 08:00:00 GMT"
+    assert dates[2] == "Fri, 15 Jan 2027 09:00:00 GMT"
 
 
 async def test_unknown_paths_and_methods() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
 import logging
 import ssl
 import time
@@ -296,11 +297,22 @@ async def _send(
             close()
 
 
+@functools.lru_cache(maxsize=1)
+def _http_date(second: int) -> str:
+    """The ``Date`` header, formatted once a second rather than for every reply."""
+    return email.utils.formatdate(second, usegmt=True)
+
+
+@functools.lru_cache
+def _reason(status: int) -> bytes:
+    return HTTPStatus(status).phrase.encode()
+
+
 async def _send_body(
     conn: h11.Connection, writer: asyncio.StreamWriter, response: Response, head: bool
 ) -> None:
     headers = [
-        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Date", _http_date(int(time.time()))),
         ("Content-Type", response.content_type),
         *response.headers.items(),
     ]
@@ -314,8 +326,8 @@ async def _send_body(
         headers.append(("Connection", "close"))
     # Each write is a send(2) and a TCP segment: the head goes with the first chunk, the
     # last chunk with the end, and a small reply leaves whole.
-    phrase = HTTPStatus(response.status).phrase.encode()
-    out = [conn.send(h11.Response(status_code=response.status, headers=headers, reason=phrase))]
+    status = response.status
+    out = [conn.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))]
     if not head:
         for chunk in chunks:
             if sum(map(len, out)) >= WRITE_BYTES:
