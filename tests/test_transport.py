@@ -135,7 +135,7 @@ async def test_the_request_is_an_xmlrpc_post_with_our_headers() -> None:
     assert len(seen) == 2 and seen[0] == seen[1]
     # ...and each exchange still reports its own wire events.
     assert all(trace.seen("connection.connect_tcp.complete") for trace in traces)
-    assert traces[0].timeline[-1][0] < traces[1].timeline[0][0]
+    assert traces[0].times[-1] < traces[1].times[0]
     head, _, body = seen[0].partition(b"\r\n\r\n")
     lines = head.decode().split("\r\n")
     headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}

@@ -62,7 +62,7 @@ class History:
             id=next(self._ids),
             entity=entity,
             status=status,
-            events=tuple((t - t0, name) for t, name in events.timeline),
+            events=tuple(zip([t - t0 for t in events.times], events.names, strict=True)),
             http_status=exchange.status_code,
             content_type=exchange.content_type,
             reply_bytes=None if exchange.body is None else len(exchange.body),

@@ -41,8 +41,8 @@ class ReplyTooLarge(Exception):
 class WireEvents:
     """What httpcore's trace reported, updated live so a waiter can read it mid-probe."""
 
-    # Each event's time.monotonic() and name, in order: two lists, not a list of pairs, since
-    # a thousand probes in flight hold a dozen events each.
+    # Each event's time.monotonic() and name, in order, for the debug view of the status page:
+    # two lists, not a list of pairs, since a thousand probes in flight hold a dozen each.
     times: list[float] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     tcp_stream: Any = None  # the socket this exchange opened, to close if the exchange fails
@@ -56,11 +56,6 @@ class WireEvents:
     def seen(self, name: str) -> bool:
         """Whether httpcore reported this event during the exchange."""
         return name in self.names
-
-    @property
-    def timeline(self) -> list[tuple[float, str]]:
-        """(time.monotonic(), name) of each event, for the debug view of the status page."""
-        return list(zip(self.times, self.names, strict=True))
 
     @property
     def tcp_connected(self) -> bool:
