@@ -20,7 +20,6 @@ Needs Debian's ``valgrind``. Prints a table and writes it to
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import httpx
 from bench import HERE, PROMETHEUS_ACCEPT, Farm, exporter_config  # puts the repository on the path
+from instructions import instruction_count, under_cachegrind, write_table
 
 from tests.processes import exporter_command, free_port, wait_http
 
@@ -41,12 +41,11 @@ def run_instructions(farm: Farm, config: Path, path: str, scrapes: int, work: Pa
     """User-space instructions of one CLI run that answers ``path`` ``scrapes`` times."""
     port = free_port()
     log = work / f"valgrind-{port}.log"
-    command = [
-        *("valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"),
-        *exporter_command(port, "--config.file", config, "--log.level", "warn"),
-    ]
+    command, env = under_cachegrind(
+        exporter_command(port, "--config.file", config, "--log.level", "warn")
+    )
     with log.open("wb") as stderr:
-        proc = subprocess.Popen(command, stderr=stderr)
+        proc = subprocess.Popen(command, stderr=stderr, env=env)
         try:
             base = f"http://127.0.0.1:{port}"
             wait_http(f"{base}/-/ready", timeout=START_SECONDS, process=proc)
@@ -58,10 +57,7 @@ def run_instructions(farm: Farm, config: Path, path: str, scrapes: int, work: Pa
         finally:
             proc.terminate()
             proc.wait(timeout=STOP_SECONDS)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", log.read_text())
-    if found is None:
-        raise RuntimeError(f"no instruction count in valgrind's output:\n{log.read_text()[-2000:]}")
-    return int(found.group(1).replace(",", ""))
+    return instruction_count(log.read_text())
 
 
 def per_scrape(n: int, path: str, counts: tuple[int, int], work: Path) -> float:
@@ -113,9 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe = (at_big - at_small) / (big - small)
     row("each probe", probe)
     row("a scrape whatever the number of entities", at_small - small * probe)
-    args.output.parent.mkdir(exist_ok=True)
-    args.output.write_text("\n".join(lines) + "\n")
-    print(f"written to {args.output}")
+    write_table(lines, args.output)
     return 0
 
 

@@ -174,26 +174,37 @@ OPERATIONS: dict[str, Callable[[int], None]] = {
 }
 
 
-def instructions(operation: str, count: int) -> int:
-    """User-space instructions of a fresh interpreter running ``operation`` ``count`` times."""
-    command = [
+def under_cachegrind(command: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """``command`` run by cachegrind counting instructions only, and its environment: a fixed
+    hash seed, so that dictionaries and sets lay out the same way at every run."""
+    valgrind = [
         "valgrind",
         "--tool=cachegrind",
         "--cache-sim=no",
         "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--inner",
-        operation,
-        str(count),
     ]
-    # A fixed hash seed: dictionaries and sets then lay out the same way at every run.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    return [*valgrind, *command], {**os.environ, "PYTHONHASHSEED": "0"}
+
+
+def instruction_count(stderr: str) -> int:
+    """The user-space instructions that valgrind reported on its standard error."""
+    found = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
     if found is None:
-        raise RuntimeError(f"no instruction count in valgrind's output:\n{done.stderr[-2000:]}")
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{stderr[-2000:]}")
     return int(found.group(1).replace(",", ""))
+
+
+def write_table(lines: Sequence[str], output: Path) -> None:
+    output.parent.mkdir(exist_ok=True)
+    output.write_text("\n".join(lines) + "\n")
+    print(f"written to {output}")
+
+
+def instructions(operation: str, count: int) -> int:
+    """User-space instructions of a fresh interpreter running ``operation`` ``count`` times."""
+    command, env = under_cachegrind([sys.executable, __file__, "--inner", operation, str(count)])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    return instruction_count(done.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -217,9 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         per = (instructions(operation, high) - instructions(operation, low)) / (high - low)
         lines.append(f"| {operation} | {per / PER[operation]:,.0f} |")
         print(lines[-1], flush=True)
-    args.output.parent.mkdir(exist_ok=True)
-    args.output.write_text("\n".join(lines) + "\n")
-    print(f"written to {args.output}")
+    write_table(lines, args.output)
     return 0
 
 
