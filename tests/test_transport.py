@@ -16,9 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import h11
-import httpcore
 import httpx
 import pytest
 
@@ -31,8 +29,7 @@ from medulla_imaging_exporter.transport import (
     USER_AGENT,
     ImagingClient,
     WireEvents,
-    _Backend,
-    _FreeLock,
+    _connect_tcp,
     _Receiver,
 )
 from tests.conftest import MakeServer
@@ -231,7 +228,7 @@ async def relayed(
 async def test_each_request_leaves_in_one_tls_record(
     make_server: MakeServer, entity_for: EntityFor, prober: Prober
 ) -> None:
-    """httpcore writes headers and body separately; the transport sends them together."""
+    """h11 makes head and body separately; the transport sends them together."""
     async with relayed(await make_server(), entity_for) as (relay, entity):
         assert (await prober.probe(entity)).status is Status.AVAILABLE
         before = len(relay.records)
@@ -297,19 +294,71 @@ async def test_entities_share_one_httpx_client_and_each_keeps_its_own_connection
     assert server.connections == 2  # one per entity, each kept alive for its second probe
 
 
-async def test_httpcore_errors_come_out_as_httpx_errors() -> None:
-    """httpx's mapping of httpcore's exceptions runs only when one is raised; it still runs."""
+async def test_a_refused_connection_is_httpx_connect_error_caused_by_the_os_error() -> None:
     with contextlib.closing(socket.socket()) as unused:
         unused.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{unused.getsockname()[1]}/imaging_api"  # nothing listens
     client = ImagingClient(Entity(name="E", url=url))
+    events = WireEvents()
     try:
-        exchange = await client.call(2.0, WireEvents())
+        exchange = await client.call(2.0, events)
     finally:
         await client.aclose()
     assert isinstance(exchange.error, httpx.ConnectError), repr(exchange.error)
-    assert isinstance(exchange.error.__cause__, httpcore.ConnectError)
+    assert isinstance(exchange.error.__cause__, ConnectionRefusedError)
+    assert events.names == ["connection.connect_tcp.started", "connection.connect_tcp.failed"]
     assert not exchange.tcp_connected
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (b"", "closed without sending a reply"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "illegal status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n<short/>", "peer closed connection"),
+    ],
+    ids=["nothing", "not-http", "cut-short"],
+)
+async def test_a_reply_that_breaks_http_is_an_httpx_protocol_error(
+    reply: bytes, message: str
+) -> None:
+    server, seen = await _closing_server(reply)
+    async with server:
+        client = ImagingClient(Entity(name="E", url=_url(server)))
+        try:
+            exchange = await client.call(2.0, WireEvents())
+            assert client._route.connection is None  # not kept for the next probe
+        finally:
+            await client.aclose()
+    assert isinstance(exchange.error, httpx.RemoteProtocolError), repr(exchange.error)
+    assert message in str(exchange.error).lower()
+    assert exchange.tcp_connected and len(seen) == 1
+
+
+async def test_a_handshake_cut_by_the_deadline_closes_its_socket(
+    entity_for: EntityFor, make_server: MakeServer
+) -> None:
+    """The probe's deadline cancels the handshake; the socket is closed then, not left to
+    the garbage collector."""
+    accepted: list[asyncio.StreamReader] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(reader)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        tls = entity_for(await make_server()).tls
+        client = ImagingClient(Entity(name="E", url=f"https://127.0.0.1:{port}/x", tls=tls))
+        events = WireEvents()
+        exchange = await client.call(0.3, events)
+        assert isinstance(exchange.error, TimeoutError) and exchange.tls_pending
+        assert "connection.start_tls.failed" in events.names
+        [reader] = accepted
+        await reader.readuntil(b"\x16\x03")  # the client's hello, then nothing
+        await asyncio.wait_for(reader.read(), 1.0)  # times out while the socket stays open
+        assert reader.at_eof()
+        await client.aclose()
 
 
 async def test_a_client_keeps_no_trace_of_its_last_exchange(
@@ -330,30 +379,11 @@ async def test_a_client_keeps_no_trace_of_its_last_exchange(
         await client.aclose()
 
 
-async def test_a_request_takes_no_anyio_lock(
-    make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """httpcore's per-connection anyio locks yield to the event loop three times a request;
-    a server is sent one request at a time, so the transport's connection takes none."""
-    created: list[object] = []
-    real = anyio.Lock
-
-    def spy(*args: Any, **kwargs: Any) -> anyio.Lock:
-        created.append(args)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(anyio, "Lock", spy)
-    entity = entity_for(await make_server())
-    for _ in range(3):
-        assert (await prober.probe(entity)).status is Status.AVAILABLE
-    assert created == []
-
-
-async def test_the_request_head_is_made_once_per_server_connection(
+async def test_the_request_head_is_made_once_per_entity(
     make_server: MakeServer, entity_for: EntityFor, prober: Prober, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """h11 validates every header when its request event is made: the prober sends the same
-    request at every probe, so the event is made once per connection and sent again."""
+    request at every probe, so the event is made once, and sent again on a new connection."""
     made: list[h11.Request] = []
     init = h11.Request.__init__
 
@@ -363,22 +393,18 @@ async def test_the_request_head_is_made_once_per_server_connection(
             made.append(self)
 
     monkeypatch.setattr(h11.Request, "__init__", counted)
-    entity = entity_for(await make_server())
+    server = await make_server()
+    entity = entity_for(server)
     for _ in range(3):
         assert (await prober.probe(entity)).status is Status.AVAILABLE
+    for writer in list(server._writers):
+        writer.transport.abort()
+    await asyncio.sleep(0.05)
+    assert (await prober.probe(entity)).status is Status.AVAILABLE
+    assert server.connections == 2
     assert len(made) == 1
     [head] = made
     assert (head.method, head.target) == (b"POST", b"/imaging_api")
-
-
-async def test_the_connections_lock_refuses_a_second_holder() -> None:
-    lock = _FreeLock()
-    async with lock:
-        with pytest.raises(RuntimeError, match="already under way"):
-            async with lock:
-                pass
-    async with lock:  # released, even by the refusal
-        pass
 
 
 async def test_no_openssl_write_buffer_is_left_once_a_reply_is_read(
@@ -390,7 +416,9 @@ async def test_no_openssl_write_buffer_is_left_once_a_reply_is_read(
     client = ImagingClient(entity_for(await make_server()))
     try:
         assert (await client.call(2.0, WireEvents())).status_code == 200
-        tls = client._route.connection._connection._network_stream  # type: ignore[union-attr]
+        assert client._route.connection is not None
+        tls = client._route.connection.stream
+        assert isinstance(tls, transport._TLSStream)
         assert tls._ssl.version() == "TLSv1.3"  # the simulator sends session tickets
         before = in_use()
         tls._ssl.write(b"")  # would free the buffer if one were left
@@ -451,14 +479,14 @@ async def test_a_flooding_server_is_read_only_as_fast_as_the_reply_is_consumed()
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        stream = await _Backend().connect_tcp("127.0.0.1", port)
-        receiver = stream._receiver  # type: ignore[attr-defined]
+        stream = await _connect_tcp("127.0.0.1", port)
+        receiver = stream._receiver
         await asyncio.sleep(0.2)  # the server has far more to send than we buffer
         assert receiver.paused
         assert receiver.buffered < _Receiver.HIGH_WATER + (1 << 20)
         received = 0
-        while data := await stream.read(65536):
+        while data := await stream.read():
             received += len(data)
             assert receiver.buffered < _Receiver.HIGH_WATER + (1 << 20)
-        await stream.aclose()
+        stream.close()
     assert received == 16 * len(flood)

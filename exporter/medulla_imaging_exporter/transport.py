@@ -13,14 +13,12 @@ import functools
 import ssl
 import time
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import h11
-import httpcore
 import httpx
-import httpx._transports.default as httpx_transport
 
 from medulla_imaging_exporter import __version__, certificate
 from medulla_imaging_exporter.config import Entity, TLSConfig, ssl_context
@@ -39,22 +37,19 @@ class ReplyTooLarge(Exception):
 
 @dataclass(slots=True, weakref_slot=True)  # weakly referenced by a test of its lifetime
 class WireEvents:
-    """What httpcore's trace reported, updated live so a waiter can read it mid-probe."""
+    """What the transport's trace reported, updated live so a waiter can read it mid-probe."""
 
     # Each event's time.monotonic() and name, in order, for the debug view of the status page:
     # two lists, not a list of pairs, since a thousand probes in flight hold a dozen each.
     times: list[float] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
-    tcp_stream: Any = None  # the socket this exchange opened, to close if the exchange fails
 
     async def __call__(self, name: str, info: dict[str, Any]) -> None:
         self.times.append(time.monotonic())
         self.names.append(name)
-        if name == "connection.connect_tcp.complete":
-            self.tcp_stream = info.get("return_value")
 
     def seen(self, name: str) -> bool:
-        """Whether httpcore reported this event during the exchange."""
+        """Whether the transport reported this event during the exchange."""
         return name in self.names
 
     @property
@@ -166,78 +161,73 @@ class _Receiver(asyncio.Protocol):
         return data
 
 
-class _Stream(httpcore.AsyncNetworkStream):
-    """httpcore's view of one TCP connection, straight on the event loop's transport.
+# What one read hands to h11, as httpcore reads.
+READ_BYTES = 64 * 1024
 
-    httpcore's own asyncio backend goes through anyio, which opens a cancel scope around
-    every read and write; this costs far less CPU per request. What httpcore writes is held
-    until it reads, so that a request's headers and body leave in one ``send`` (and one TLS
-    record), waking the server once instead of twice.
-    """
+
+class _Stream:
+    """One TCP connection, straight on the event loop's transport (no anyio, whose cancel
+    scope around every read and write costs more than the read itself)."""
 
     def __init__(self, transport: asyncio.Transport, receiver: _Receiver) -> None:
         self._transport = transport
         self._receiver = receiver
-        self._pending: list[bytes] = []
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        if self._pending:
-            self._send(b"".join(self._pending))
-            self._pending.clear()
-        return await self._receive(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+    def write(self, data: bytes) -> None:
         if self._transport.is_closing():
-            raise httpcore.WriteError("the connection is closed")
-        self._pending.append(buffer)
+            raise httpx.WriteError("the connection is closed")
+        self._send(data)
 
     def _send(self, data: bytes) -> None:
         self._transport.write(data)
 
-    async def _receive(self, max_bytes: int, timeout: float | None) -> bytes:
+    async def read(self) -> bytes:
+        """The next bytes the server sent, or ``b""`` once it has closed."""
+        return await self._receive(READ_BYTES)
+
+    async def _receive(self, max_bytes: int) -> bytes:
         receiver = self._receiver
         while not receiver.chunks:
             if receiver.error is not None:
-                raise httpcore.ReadError(str(receiver.error)) from receiver.error
+                raise httpx.ReadError(str(receiver.error)) from receiver.error
             if receiver.eof:
                 return b""
             receiver.waiter = asyncio.get_running_loop().create_future()
             try:
-                async with asyncio.timeout(timeout):
-                    await receiver.waiter
-            except TimeoutError as err:
-                raise httpcore.ReadTimeout("timed out while reading") from err
+                await receiver.waiter
             finally:
                 receiver.waiter = None
         return receiver.take(max_bytes)
 
-    async def aclose(self) -> None:
+    def quiet(self) -> bool:
+        """Whether the server has sent nothing since the last reply: an idle connection that
+        has something to read was closed by the server (or is out of step)."""
+        receiver = self._receiver
+        return not (receiver.chunks or receiver.eof or self._transport.is_closing())
+
+    def close(self) -> None:
         # No TLS close_notify: HTTP/1.1 frames its replies, and a server that hangs must
         # not hold the socket open while the goodbye waits.
         self._transport.abort()
 
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = _TLSStream(self._transport, self._receiver, ssl_context, server_hostname)
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> _TLSStream:
+        tls = _TLSStream(self._transport, self._receiver, context, server_hostname)
         try:
-            async with asyncio.timeout(timeout), _handshake_slot():
+            async with _handshake_slot():
                 await tls.handshake()
-        except TimeoutError as err:
-            raise httpcore.ConnectTimeout("timed out during the TLS handshake") from err
-        except (ssl.SSLError, httpcore.ReadError) as err:
-            raise httpcore.ConnectError(str(err)) from err
+        except (ssl.SSLError, httpx.ReadError) as err:
+            raise httpx.ConnectError(str(err)) from err
         return tls
 
-    def get_extra_info(self, info: str) -> Any:
-        receiver = self._receiver
-        if info == "is_readable":  # httpcore asks this of idle connections: did the server close?
-            return bool(receiver.chunks) or receiver.eof
-        name = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
-        return self._transport.get_extra_info(name)
+
+async def _connect_tcp(host: str, port: int) -> _Stream:
+    try:
+        transport, receiver = await asyncio.get_running_loop().create_connection(
+            _Receiver, host, port
+        )
+    except OSError as err:
+        raise httpx.ConnectError(str(err)) from err
+    return _Stream(transport, receiver)
 
 
 # At most this many TLS handshakes at once: a thousand at a time, as the first scrape of
@@ -288,7 +278,7 @@ class _TLSStream(_Stream):
         transport: asyncio.Transport,
         receiver: _Receiver,
         context: ssl.SSLContext,
-        server_hostname: str | None,
+        server_hostname: str,
     ) -> None:
         super().__init__(transport, receiver)
         self._incoming = ssl.MemoryBIO()
@@ -304,9 +294,9 @@ class _TLSStream(_Stream):
                 break
             except ssl.SSLWantReadError:
                 self._send_records()
-                data = await super()._receive(TLS_READ_BYTES, None)
+                data = await super()._receive(TLS_READ_BYTES)
                 if not data:
-                    raise httpcore.ReadError("the server closed during the TLS handshake") from None
+                    raise httpx.ReadError("the server closed during the TLS handshake") from None
                 self._incoming.write(data)
         self._send_records()
 
@@ -318,7 +308,7 @@ class _TLSStream(_Stream):
         if self._outgoing.pending:
             self._transport.write(self._outgoing.read())
 
-    async def _receive(self, max_bytes: int, timeout: float | None) -> bytes:
+    async def _receive(self, max_bytes: int) -> bytes:
         while True:
             try:
                 data = self._ssl.read(max_bytes)
@@ -327,11 +317,11 @@ class _TLSStream(_Stream):
             except ssl.SSLZeroReturnError:
                 return b""
             except ssl.SSLError as err:
-                raise httpcore.ReadError(str(err)) from err
+                raise httpx.ReadError(str(err)) from err
             else:
                 self._release_write_buffer()
                 return data
-            data = await super()._receive(TLS_READ_BYTES, timeout)
+            data = await super()._receive(TLS_READ_BYTES)
             if not data:
                 # Closed without close_notify; h11 decides whether the reply was whole.
                 return b""
@@ -347,11 +337,6 @@ class _TLSStream(_Stream):
             return  # the connection's next read or write reports it
         self._send_records()
 
-    def get_extra_info(self, info: str) -> Any:
-        if info == "ssl_object":
-            return self._ssl
-        return super().get_extra_info(info)
-
     @functools.cached_property
     def cert_not_after(self) -> float | None:
         """The server certificate's expiry, read once per connection, not at every request."""
@@ -359,151 +344,196 @@ class _TLSStream(_Stream):
         return cert_not_after(der) if der else None
 
 
-class _Backend(httpcore.AsyncNetworkBackend):
-    """Connections for httpcore on the running event loop's own transports."""
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, receiver = await loop.create_connection(
-                    _Receiver,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                )
-        except TimeoutError as err:
-            raise httpcore.ConnectTimeout("timed out while connecting") from err
-        except OSError as err:
-            raise httpcore.ConnectError(str(err)) from err
-        for option in socket_options or ():
-            transport.get_extra_info("socket").setsockopt(*option)
-        return _Stream(transport, receiver)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+Trace = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
-_BACKEND = _Backend()
+def _step(name: str) -> tuple[str, str, str]:
+    return f"{name}.started", f"{name}.complete", f"{name}.failed"
 
 
-class _FreeLock:
-    """httpcore's per-connection lock, for a connection never given two requests at once.
+# The steps of an exchange, named as httpcore reports them to httpx's ``trace`` extension.
+CONNECT_TCP = _step("connection.connect_tcp")
+START_TLS = _step("connection.start_tls")
+SEND_REQUEST_HEADERS = _step("http11.send_request_headers")
+SEND_REQUEST_BODY = _step("http11.send_request_body")
+RECEIVE_RESPONSE_HEADERS = _step("http11.receive_response_headers")
+RECEIVE_RESPONSE_BODY = _step("http11.receive_response_body")
+RESPONSE_CLOSED = _step("http11.response_closed")
 
-    anyio's lock yields to the event loop at every acquisition, three times per request;
-    this one never waits, and says so if that promise is ever broken.
-    """
 
-    __slots__ = ("_held",)
+class _Traced:
+    """One step reported to the request's trace: started, then complete or failed."""
 
-    def __init__(self) -> None:
-        self._held = False
+    __slots__ = ("_names", "_trace")
+
+    def __init__(self, trace: Trace, names: tuple[str, str, str]) -> None:
+        self._trace = trace
+        self._names = names
 
     async def __aenter__(self) -> None:
-        if self._held:
-            raise RuntimeError("a request to this server is already under way")
-        self._held = True
+        await self._trace(self._names[0], {})
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._held = False
-
-
-class _HTTP11(httpcore.AsyncHTTP11Connection):
-    """HTTP/1.1 over one connection, with ``_FreeLock`` (see there)."""
-
-    def __init__(self, origin: httpcore.Origin, stream: httpcore.AsyncNetworkStream) -> None:
-        super().__init__(origin=origin, stream=stream, keepalive_expiry=KEEPALIVE_SECONDS)
-        self._state_lock = _FreeLock()  # type: ignore[assignment]
-        self._head: tuple[httpcore.Request, h11.Request] | None = None
-
-    async def _send_request_headers(self, request: httpcore.Request) -> None:
-        """httpcore's, except that h11's request event (whose making validates every header)
-        is made once per request object: the prober sends the same one at every probe."""
-        if self._head is None or self._head[0] is not request:
-            event = h11.Request(
-                method=request.method, target=request.url.target, headers=request.headers
-            )
-            self._head = (request, event)
-        timeout = request.extensions.get("timeout", {}).get("write")
-        await self._send_event(self._head[1], timeout=timeout)
+    async def __aexit__(self, kind: object, error: BaseException | None, _: object) -> None:
+        if error is None:
+            await self._trace(self._names[1], {})
+        else:
+            await self._trace(self._names[2], {"exception": error})
 
 
-class _Connection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection, with its TCP and TLS steps and their trace events, always
-    HTTP/1.1 (the context offers no ALPN) and with ``_FreeLock``."""
+async def _untraced(name: str, info: dict[str, Any]) -> None:
+    return None
 
-    def __init__(self, origin: httpcore.Origin, context: ssl.SSLContext) -> None:
-        super().__init__(
-            origin=origin,
-            ssl_context=context,
-            keepalive_expiry=KEEPALIVE_SECONDS,
-            network_backend=_BACKEND,
+
+# A request as h11 sends it.
+_Events = tuple[h11.Request, h11.Data, h11.EndOfMessage]
+
+
+class _Connection:
+    """HTTP/1.1 over one stream, with h11's state machine: the one connection of a route."""
+
+    __slots__ = ("_h11", "expires_at", "stream")
+
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+        self._h11 = h11.Connection(h11.CLIENT)
+        self.expires_at = time.monotonic() + KEEPALIVE_SECONDS
+
+    def reusable(self) -> bool:
+        state = self._h11
+        return (
+            state.our_state is h11.IDLE
+            and state.their_state is h11.IDLE
+            and time.monotonic() < self.expires_at
+            and self.stream.quiet()
         )
 
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        if self._connection is None:
+    async def exchange(self, events: _Events, trace: Trace) -> h11.Response:
+        """Sends the request (head and body in one write, so one TLS record that wakes the
+        server once) and reads the reply's head."""
+        head, body, end = events
+        async with _Traced(trace, SEND_REQUEST_HEADERS):
+            data = self._send(head)
+        async with _Traced(trace, SEND_REQUEST_BODY):
+            self.stream.write(data + self._send(body) + self._send(end))
+        async with _Traced(trace, RECEIVE_RESPONSE_HEADERS):
+            event = await self.next_event()
+            while type(event) is h11.InformationalResponse:
+                event = await self.next_event()
+        if type(event) is not h11.Response:
+            raise httpx.RemoteProtocolError(f"expected a response, got {type(event).__name__}")
+        return event
+
+    def _send(self, event: h11.Event) -> bytes:
+        try:
+            return self._h11.send(event) or b""
+        except h11.LocalProtocolError as err:
+            raise httpx.LocalProtocolError(str(err)) from err
+
+    async def next_event(self) -> Any:
+        state = self._h11
+        while True:
             try:
-                stream = await self._connect(request)
-            except BaseException:
-                self._connect_failed = True
-                raise
-            self._connection = _HTTP11(self._origin, stream)
-        return await self._connection.handle_async_request(request)
+                event = state.next_event()
+            except h11.RemoteProtocolError as err:
+                raise httpx.RemoteProtocolError(str(err)) from err
+            if event is not h11.NEED_DATA:
+                return event
+            data = await self.stream.read()
+            if not data and state.their_state is h11.SEND_RESPONSE:
+                raise httpx.RemoteProtocolError("the server closed without sending a reply")
+            state.receive_data(data)
+
+    def done(self) -> bool:
+        """Ends the exchange; whether the connection can carry the next one."""
+        state = self._h11
+        if state.our_state is h11.DONE and state.their_state is h11.DONE:
+            state.start_next_cycle()
+            self.expires_at = time.monotonic() + KEEPALIVE_SECONDS
+            return True
+        return False
+
+
+class _Body(httpx.AsyncByteStream):
+    """The reply's body as h11 reads it; closing it ends the exchange."""
+
+    __slots__ = ("_connection", "_route", "_trace")
+
+    def __init__(self, route: _Route, connection: _Connection, trace: Trace) -> None:
+        self._route = route
+        self._connection = connection
+        self._trace = trace
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        trace, names = self._trace, RECEIVE_RESPONSE_BODY
+        await trace(names[0], {})
+        try:
+            while True:
+                event = await self._connection.next_event()
+                if type(event) is h11.Data:
+                    yield bytes(event.data)
+                elif type(event) is h11.EndOfMessage:
+                    break
+        except Exception as err:
+            await trace(names[2], {"exception": err})
+            raise
+        await trace(names[1], {})
+
+    async def aclose(self) -> None:
+        async with _Traced(self._trace, RESPONSE_CLOSED):
+            if not self._connection.done():
+                self._route.close()
 
 
 class _Route:
-    """One imaging server's way out: its one kept-alive ``_Connection``, replaced when closed
-    or expired, and httpcore's copy of the request the prober sends it at every probe.
+    """One imaging server's way out: its one kept-alive connection, replaced when closed,
+    expired or left mid-exchange, and the request's h11 events, made once.
 
     In place of httpcore's pool, which queues requests for many connections under locks,
     twice per request: the prober never sends a server two requests at once.
     """
 
-    __slots__ = ("_context", "_sent", "connection")
+    __slots__ = ("_context", "_sent", "_server_name", "connection")
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext, server_name: str | None) -> None:
         self._context = context
-        self._sent: tuple[httpx.Request, httpcore.Request] | None = None
+        self._server_name = server_name
+        self._sent: tuple[httpx.Request, _Events] | None = None
         self.connection: _Connection | None = None
 
-    def core_request(self, request: httpx.Request) -> httpcore.Request:
-        """httpx's request as httpcore takes it, made once per request object (the same at
-        every probe, with a new trace in its extensions)."""
+    def events(self, request: httpx.Request) -> _Events:
+        """h11's events for the request (whose making validates every header), made once per
+        request object: the prober sends the same one at every probe."""
         if self._sent is None or self._sent[0] is not request:
-            url = request.url
-            target = httpcore.URL(
-                scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path
+            head = h11.Request(
+                method=request.method, target=request.url.raw_path, headers=request.headers.raw
             )
-            core = httpcore.Request(
-                request.method, target, headers=request.headers.raw, content=request.stream
-            )
-            self._sent = (request, core)
-        core = self._sent[1]
-        core.extensions = request.extensions
-        return core
+            self._sent = (request, (head, h11.Data(data=request.content), h11.EndOfMessage()))
+        return self._sent[1]
 
-    async def open_connection(self, origin: httpcore.Origin) -> _Connection:
-        """The kept-alive connection if still usable, else a new one (not yet connected)."""
+    async def open(self, url: httpx.URL, trace: Trace) -> _Connection:
+        """The kept-alive connection if still usable, else a new one."""
         connection = self.connection
-        if connection is not None and (connection.is_closed() or connection.has_expired()):
-            await connection.aclose()
-            connection = None
-        if connection is None:
-            connection = self.connection = _Connection(origin, self._context)
-        elif not connection.is_available():
-            raise RuntimeError("a request to this server is already under way")
-        return connection
+        if connection is not None:
+            if connection.reusable():
+                return connection
+            self.close()
+        host = url.raw_host.decode("ascii")
+        https = url.scheme == "https"
+        async with _Traced(trace, CONNECT_TCP):
+            stream = await _connect_tcp(host, url.port or (443 if https else 80))
+        try:
+            if https:
+                async with _Traced(trace, START_TLS):
+                    stream = await stream.start_tls(self._context, self._server_name or host)
+        except BaseException:  # cancelled mid-handshake included: the socket is not left open
+            stream.close()
+            raise
+        self.connection = _Connection(stream)
+        return self.connection
 
-    async def aclose(self) -> None:
+    def close(self) -> None:
         if self.connection is not None:
-            await self.connection.aclose()
+            self.connection.stream.close()
             self.connection = None
 
 
@@ -512,24 +542,28 @@ _ROUTE = "medulla_imaging_exporter.route"
 
 
 class _Transport(httpx.AsyncBaseTransport):
-    """httpx's transport for every imaging server: a request goes over the connection of the
-    ``_Route`` that its extensions carry, so one httpx client serves every entity."""
+    """httpx's transport for every imaging server: HTTP/1.1 with h11 over the connection of
+    the ``_Route`` that the request's extensions carry, so one httpx client serves every
+    entity; each step is reported to the request's ``trace`` extension, as httpcore does.
+
+    Not httpcore: its connection, its locks and its layers of streams took half of a
+    request's instructions, for features (pools, HTTP/2, proxies) the prober never uses.
+    """
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route: _Route = request.extensions[_ROUTE]
-        core = route.core_request(request)
+        trace: Trace = request.extensions.get("trace", _untraced)
+        connection = await route.open(request.url, trace)
         try:
-            connection = await route.open_connection(core.url.origin)
-            response = await connection.handle_async_request(core)
-        except Exception:
-            # httpx's mapping of httpcore's exceptions, entered only when one was raised.
-            with httpx_transport.map_httpcore_exceptions():
-                raise
+            head = await connection.exchange(route.events(request), trace)
+        except BaseException:
+            route.close()
+            raise
         return httpx.Response(
-            status_code=response.status,
-            headers=response.headers,
-            stream=httpx_transport.AsyncResponseStream(cast(AsyncIterable[bytes], response.stream)),
-            extensions=response.extensions,
+            status_code=head.status_code,
+            headers=head.headers.raw_items(),
+            stream=_Body(route, connection, trace),
+            extensions={"network_stream": connection.stream},
         )
 
 
@@ -577,17 +611,16 @@ class ImagingClient:
         # Built once: every probe sends the same request, and httpx sends a request "as-is,
         # unmodified"; only the trace in its extensions changes, set for one exchange.
         # No per-operation timeout: the deadline of ``call`` bounds the whole exchange.
+        self._route = _Route(_context(entity.tls), entity.tls.server_name)
         self._request = httpx.Request(
             "POST",
             entity.url,
             headers={"Content-Type": "text/xml", "User-Agent": USER_AGENT},
             content=REQUEST_BODY,
-            extensions={"timeout": _NO_TIMEOUT},
+            # With a timeout of its own: httpx's send would otherwise replace the extensions
+            # by a copy with the client's, at every probe. The transport reads none of it.
+            extensions={_ROUTE: self._route, "timeout": _NO_TIMEOUT},
         )
-        if entity.tls.server_name:
-            self._request.extensions["sni_hostname"] = entity.tls.server_name
-        self._route = _Route(_context(entity.tls))
-        self._request.extensions[_ROUTE] = self._route
 
     async def call(self, timeout: float, events: WireEvents) -> Exchange:
         """POST ``imagingServerStatus``; never raises, the exception goes into the result."""
@@ -609,10 +642,6 @@ class ImagingClient:
                     # every probe leaves forty objects for the cyclic garbage collector.
                     response.stream = _CLOSED_STREAM
         except Exception as err:  # every failure is data for classification
-            if events.tcp_stream is not None:
-                # A connection cancelled while being set up (TLS handshake) is left by httpcore
-                # to the garbage collector: close its socket now. Closing twice is harmless.
-                await events.tcp_stream.aclose()
             return snapshot(events, started_at, t0, error=err)
         finally:
             # Not kept until the next probe: a thousand idle entities, 2 kB of events each.
@@ -644,4 +673,4 @@ class ImagingClient:
         return b"".join(chunks)
 
     async def aclose(self) -> None:
-        await self._route.aclose()
+        self._route.close()
