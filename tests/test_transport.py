@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -21,12 +23,13 @@ import httpx
 import pytest
 
 from medulla_imaging_exporter import gcpolicy, transport
-from medulla_imaging_exporter.config import Entity
+from medulla_imaging_exporter.config import Entity, TLSConfig
 from medulla_imaging_exporter.model import Reason, Status
 from medulla_imaging_exporter.prober import Prober
-from medulla_imaging_exporter.simulator import Behaviour, ServerData, SimulatedServer
+from medulla_imaging_exporter.simulator import Behaviour, LocalCA, ServerData, SimulatedServer
 from medulla_imaging_exporter.transport import (
     USER_AGENT,
+    Exchange,
     ImagingClient,
     WireEvents,
     _connect_tcp,
@@ -340,10 +343,10 @@ async def test_a_handshake_cut_by_the_deadline_closes_its_socket(
 ) -> None:
     """The probe's deadline cancels the handshake; the socket is closed then, not left to
     the garbage collector."""
-    accepted: list[asyncio.StreamReader] = []
+    accepted: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(reader)
+        accepted.append((reader, writer))
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -351,14 +354,65 @@ async def test_a_handshake_cut_by_the_deadline_closes_its_socket(
         tls = entity_for(await make_server()).tls
         client = ImagingClient(Entity(name="E", url=f"https://127.0.0.1:{port}/x", tls=tls))
         events = WireEvents()
-        exchange = await client.call(0.3, events)
-        assert isinstance(exchange.error, TimeoutError) and exchange.tls_pending
-        assert "connection.start_tls.failed" in events.names
-        [reader] = accepted
-        await reader.readuntil(b"\x16\x03")  # the client's hello, then nothing
-        await asyncio.wait_for(reader.read(), 1.0)  # times out while the socket stays open
-        assert reader.at_eof()
+        try:
+            exchange = await client.call(0.3, events)
+            assert isinstance(exchange.error, TimeoutError) and exchange.tls_pending
+            assert "connection.start_tls.failed" in events.names
+            [(reader, writer)] = accepted
+            await reader.readuntil(b"\x16\x03")  # the client's hello, then nothing
+            # The end of the stream at once; a socket left open would make this time out.
+            await asyncio.wait_for(reader.read(), 1.0)
+            assert reader.at_eof()
+            writer.close()
+        finally:
+            await client.aclose()
+
+
+async def test_a_reply_left_unread_closes_its_connection_at_once(
+    make_server: MakeServer, entity_for: EntityFor
+) -> None:
+    """A reply over the cap is not read to its end: its connection cannot carry the next
+    request, and is closed then rather than held until the next probe."""
+    server = await make_server()
+    client = ImagingClient(entity_for(server, max_reply_bytes=512))
+    try:
+        for _ in range(2):
+            exchange = await client.call(2.0, WireEvents())
+            assert isinstance(exchange.error, transport.ReplyTooLarge), exchange
+            assert client._route.connection is None
+    finally:
         await client.aclose()
+    assert server.connections == 2
+
+
+async def test_the_certificate_is_checked_against_the_configured_server_name(
+    local_ca: LocalCA, ca_file: Path
+) -> None:
+    """The test CA's certificate names 127.0.0.1 and localhost, and so does the URL: only the
+    configured server name can make the check fail. A bare TLS listener, since the client
+    gives up during the handshake."""
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        asyncio.Protocol, "127.0.0.1", 0, ssl=local_ca.server_context()
+    )
+    port = server.sockets[0].getsockname()[1]
+    results: dict[str, Exchange] = {}
+    async with server:
+        for name in ("localhost", "imaging.example.org"):
+            tls = TLSConfig(ca_file=ca_file, server_name=name)
+            client = ImagingClient(Entity(name="E", url=f"https://127.0.0.1:{port}/x", tls=tls))
+            try:
+                results[name] = await client.call(1.0, WireEvents())
+            finally:
+                await client.aclose()
+    # The listener never answers: with the name it verifies, the handshake ends and the
+    # request waits for a reply until the deadline.
+    assert isinstance(results["localhost"].error, TimeoutError), results["localhost"]
+    assert not results["localhost"].tls_pending
+    refused = results["imaging.example.org"].error
+    assert isinstance(refused, httpx.ConnectError), refused
+    assert isinstance(refused.__cause__, ssl.SSLCertVerificationError)
+    assert "imaging.example.org" in str(refused)
 
 
 async def test_a_client_keeps_no_trace_of_its_last_exchange(
@@ -393,15 +447,12 @@ async def test_the_request_head_is_made_once_per_entity(
             made.append(self)
 
     monkeypatch.setattr(h11.Request, "__init__", counted)
+    monkeypatch.setattr(transport, "KEEPALIVE_SECONDS", 0.0)  # a new connection every time
     server = await make_server()
     entity = entity_for(server)
     for _ in range(3):
         assert (await prober.probe(entity)).status is Status.AVAILABLE
-    for writer in list(server._writers):
-        writer.transport.abort()
-    await asyncio.sleep(0.05)
-    assert (await prober.probe(entity)).status is Status.AVAILABLE
-    assert server.connections == 2
+    assert server.connections == 3
     assert len(made) == 1
     [head] = made
     assert (head.method, head.target) == (b"POST", b"/imaging_api")

@@ -380,10 +380,6 @@ class _Traced:
             await self._trace(self._names[2], {"exception": error})
 
 
-async def _untraced(name: str, info: dict[str, Any]) -> None:
-    return None
-
-
 # A request as h11 sends it.
 _Events = tuple[h11.Request, h11.Data, h11.EndOfMessage]
 
@@ -464,19 +460,13 @@ class _Body(httpx.AsyncByteStream):
         self._trace = trace
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        trace, names = self._trace, RECEIVE_RESPONSE_BODY
-        await trace(names[0], {})
-        try:
+        async with _Traced(self._trace, RECEIVE_RESPONSE_BODY):
             while True:
                 event = await self._connection.next_event()
                 if type(event) is h11.Data:
                     yield bytes(event.data)
                 elif type(event) is h11.EndOfMessage:
                     break
-        except Exception as err:
-            await trace(names[2], {"exception": err})
-            raise
-        await trace(names[1], {})
 
     async def aclose(self) -> None:
         async with _Traced(self._trace, RESPONSE_CLOSED):
@@ -552,7 +542,7 @@ class _Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route: _Route = request.extensions[_ROUTE]
-        trace: Trace = request.extensions.get("trace", _untraced)
+        trace: Trace = request.extensions["trace"]  # ImagingClient.call always sets one
         connection = await route.open(request.url, trace)
         try:
             head = await connection.exchange(route.events(request), trace)
