@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import itertools
 import socket
 import ssl
 import weakref
@@ -541,3 +542,139 @@ async def test_a_flooding_server_is_read_only_as_fast_as_the_reply_is_consumed()
             assert receiver.buffered < _Receiver.HIGH_WATER + (1 << 20)
         stream.close()
     assert received == 16 * len(flood)
+
+
+@contextlib.asynccontextmanager
+async def _tls_replier(
+    local_ca: LocalCA, ca_file: Path, pieces: list[bytes]
+) -> AsyncIterator[tuple[Entity, list[int]]]:
+    """A TLS server that answers each request with ``pieces``, written one by one with a
+    pause between them, and keeps the connection; the entity that probes it, and the
+    number of requests of each connection it accepted."""
+    requests: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        requests.append(0)
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while await reader.readuntil(b"</methodCall>"):
+                requests[-1] += 1
+                for piece in pieces:
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.01)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=local_ca.server_context())
+    port = server.sockets[0].getsockname()[1]
+    url = f"https://127.0.0.1:{port}/imaging_api"
+    async with server:
+        yield Entity(name="E", url=url, tls=TLSConfig(ca_file=ca_file)), requests
+
+
+async def _calls(entity: Entity, count: int) -> tuple[list[Exchange], bool]:
+    """``count`` calls on one client, and whether its connection was left to h11 at the end."""
+    client = ImagingClient(entity)
+    try:
+        exchanges = [await client.call(2.0, WireEvents()) for _ in range(count)]
+        connection = client._route.connection
+        return exchanges, connection is not None and connection._h11 is not None
+    finally:
+        await client.aclose()
+
+
+async def test_a_plain_reply_is_read_without_h11(
+    make_server: MakeServer, entity_for: EntityFor
+) -> None:
+    """What Twisted sends (a final status, a Content-Length, usual header lines) is read by
+    the transport itself: h11 never sees the connection, which carries every probe."""
+    server = await make_server()
+    exchanges, to_h11 = await _calls(entity_for(server), 3)
+    assert [(e.status_code, e.body) for e in exchanges] == [(200, ServerData().body())] * 3
+    assert not to_h11
+    assert server.connections == 1
+
+
+def _reply_pieces(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
+    head = "\r\n".join((f"HTTP/1.1 {status}", "Content-Type: text/xml", *headers))
+    return head.encode() + b"\r\n\r\n" + body
+
+
+BODY = ServerData().body()
+PLAIN = _reply_pieces(BODY, f"Content-Length: {len(BODY)}")
+HEAD_END = PLAIN.index(b"\r\n\r\n") + 4
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [[1, 30, HEAD_END - 1, len(PLAIN) - 1000], [HEAD_END], [len(PLAIN) - 1]],
+    ids=["head-in-pieces-and-body-in-two", "head-then-body", "all-but-the-last-byte"],
+)
+async def test_a_plain_reply_in_pieces_is_read_directly(
+    local_ca: LocalCA, ca_file: Path, cuts: list[int]
+) -> None:
+    """Each piece in a TLS record of its own, apart in time: the head is read across them,
+    the body handed out as it comes."""
+    pieces = [PLAIN[a:b] for a, b in itertools.pairwise([0, *cuts, len(PLAIN)])]
+    async with _tls_replier(local_ca, ca_file, pieces) as (entity, requests):
+        exchanges, to_h11 = await _calls(entity, 2)
+    assert [(e.status_code, e.body) for e in exchanges] == [(200, BODY)] * 2
+    assert not to_h11
+    assert requests == [2]  # one connection, kept
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 100 Continue\r\n\r\n" + PLAIN,
+        _reply_pieces(BODY, f"Content-Length: {len(BODY)}", "X-Folded: a", " b"),
+        _reply_pieces(BODY, f"Content-Length: {len(BODY)}, {len(BODY)}"),
+        _reply_pieces(BODY, "Transfer-Encoding: chunked").replace(
+            b"\r\n\r\n<", b"\r\n\r\n%x\r\n<" % len(BODY)
+        )
+        + b"\r\n0\r\n\r\n",
+    ],
+    ids=["informational-first", "folded-line", "length-list", "chunked"],
+)
+async def test_a_reply_that_is_not_plain_is_read_by_h11_which_keeps_the_connection(
+    local_ca: LocalCA, ca_file: Path, reply: bytes
+) -> None:
+    """h11 is handed every byte read so far, and the connection for good."""
+    async with _tls_replier(local_ca, ca_file, [reply]) as (entity, requests):
+        exchanges, to_h11 = await _calls(entity, 3)
+    assert [(e.status_code, e.body, e.error) for e in exchanges] == [(200, BODY, None)] * 3
+    assert to_h11
+    assert requests == [3]
+
+
+async def test_a_reply_whose_head_h11_refuses_is_a_protocol_error(
+    local_ca: LocalCA, ca_file: Path
+) -> None:
+    reply = _reply_pieces(BODY, f"Content-Length: {len(BODY)}", "Bad Header: x")
+    async with _tls_replier(local_ca, ca_file, [reply]) as (entity, _):
+        (exchange,), _ = await _calls(entity, 1)
+    assert isinstance(exchange.error, httpx.RemoteProtocolError), exchange
+    assert "illegal header line" in str(exchange.error)
+
+
+async def test_bytes_past_the_end_of_a_reply_close_its_connection(
+    local_ca: LocalCA, ca_file: Path
+) -> None:
+    """The reply is whole, but the connection is out of step: the next probe opens another
+    (h11 kept such bytes as the start of the next reply, which then failed)."""
+    async with _tls_replier(local_ca, ca_file, [PLAIN + b"HTTP/1.1 200 OK\r\n"]) as (
+        entity,
+        requests,
+    ):
+        exchanges, _ = await _calls(entity, 2)
+    assert [(e.status_code, e.body, e.error) for e in exchanges] == [(200, BODY, None)] * 2
+    assert requests == [1, 1]
+
+
+async def test_a_connection_close_in_a_plain_reply_closes_its_connection(
+    local_ca: LocalCA, ca_file: Path
+) -> None:
+    reply = _reply_pieces(BODY, f"Content-Length: {len(BODY)}", "Connection: Keep-Alive, close")
+    async with _tls_replier(local_ca, ca_file, [reply]) as (entity, requests):
+        exchanges, _ = await _calls(entity, 2)
+    assert [(e.status_code, e.body, e.error) for e in exchanges] == [(200, BODY, None)] * 2
+    assert requests == [1, 1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import ssl
 import time
 import weakref
@@ -384,49 +385,164 @@ class _Traced:
 _Events = tuple[h11.Request, h11.Data, h11.EndOfMessage]
 
 
-class _Connection:
-    """HTTP/1.1 over one stream, with h11's state machine: the one connection of a route."""
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """A request's h11 events, and the bytes they make: made once, sent at every probe."""
 
-    __slots__ = ("_h11", "expires_at", "stream")
+    events: _Events
+    wire: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """A reply's status and headers; ``length`` and ``keep_alive`` only when read directly."""
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    length: int = 0
+    keep_alive: bool = False
+
+
+# What ``_plain_head`` reads: HTTP/1.1, a final status, header lines of the usual bytes. Each
+# is narrower than h11's grammar, so that what it takes, h11 reads alike (tested).
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?")
+_HEADER_LINE = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*"
+    rb"((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*"
+)
+# h11's own limit on a reply head still incomplete.
+MAX_HEAD_BYTES = 16 * 1024
+
+
+def _plain_head(head: bytes) -> _Head | None:
+    """The head of a reply framed by its Content-Length alone, as Twisted sends them (the
+    lines before the blank one); None for any other (1xx, chunked, no length, a bare LF, a
+    folded line, an odd byte...), which h11 then reads.
+
+    h11's state machine took more than a third of a request's instructions, to write the
+    same request and read such replies again and again (docs/performance.md, item 15).
+    """
+    status_line, *lines = head.split(b"\r\n")
+    status = _STATUS_LINE.fullmatch(status_line)
+    if status is None or status[1] in (b"204", b"304"):  # 204 and 304 have no body
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    length: int | None = None
+    keep_alive = True
+    for line in lines:
+        field = _HEADER_LINE.fullmatch(line)
+        if field is None:
+            return None
+        name, value = field.groups()
+        lower = name.lower()
+        if lower == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > 20:
+                return None
+            length = int(value)
+        elif lower == b"transfer-encoding":
+            return None
+        elif lower == b"connection" and b"close" in [
+            token.strip().lower() for token in value.split(b",")
+        ]:
+            keep_alive = False
+        headers.append((name, value))
+    if length is None:
+        return None
+    return _Head(int(status[1]), headers, length, keep_alive)
+
+
+class _Connection:
+    """HTTP/1.1 over one stream: the one connection of a route.
+
+    A reply framed by its Content-Length alone, what imaging servers send, is read
+    directly; anything else is left to h11's state machine, fed every byte read so far,
+    and h11 then carries the connection to its end.
+    """
+
+    __slots__ = ("_buffer", "_h11", "_in_step", "_keep_alive", "_left", "expires_at", "stream")
 
     def __init__(self, stream: _Stream) -> None:
         self.stream = stream
-        self._h11 = h11.Connection(h11.CLIENT)
+        self._h11: h11.Connection | None = None
+        # Read directly: bytes read and not yet handed out, the body's bytes still to come,
+        # whether the reply keeps the connection and whether the last exchange ended in step.
+        self._buffer = b""
+        self._left = 0
+        self._keep_alive = True
+        self._in_step = True
         self.expires_at = time.monotonic() + KEEPALIVE_SECONDS
 
     def reusable(self) -> bool:
         state = self._h11
-        return (
-            state.our_state is h11.IDLE
-            and state.their_state is h11.IDLE
-            and time.monotonic() < self.expires_at
-            and self.stream.quiet()
+        in_step = (
+            self._in_step
+            if state is None
+            else state.our_state is h11.IDLE and state.their_state is h11.IDLE
         )
+        return in_step and time.monotonic() < self.expires_at and self.stream.quiet()
 
-    async def exchange(self, events: _Events, trace: Trace) -> h11.Response:
+    async def exchange(self, request: _Request, trace: Trace) -> _Head:
         """Sends the request (head and body in one write, so one TLS record that wakes the
         server once) and reads the reply's head."""
-        head, body, end = events
+        state = self._h11
+        self._in_step = False
         async with _Traced(trace, SEND_REQUEST_HEADERS):
-            data = self._send(head)
+            data = request.wire if state is None else self._send(state, request.events)
         async with _Traced(trace, SEND_REQUEST_BODY):
-            self.stream.write(data + self._send(body) + self._send(end))
+            self.stream.write(data)
         async with _Traced(trace, RECEIVE_RESPONSE_HEADERS):
-            event = await self.next_event()
-            while type(event) is h11.InformationalResponse:
-                event = await self.next_event()
-        if type(event) is not h11.Response:
-            raise httpx.RemoteProtocolError(f"expected a response, got {type(event).__name__}")
-        return event
+            head = None if state is not None else await self._read_plain_head()
+            if head is None:
+                head = await self._read_h11_head(state or self._hand_to_h11(request.events))
+        return head
 
-    def _send(self, event: h11.Event) -> bytes:
+    @staticmethod
+    def _send(state: h11.Connection, events: _Events) -> bytes:
         try:
-            return self._h11.send(event) or b""
+            return b"".join([state.send(event) or b"" for event in events])
         except h11.LocalProtocolError as err:
             raise httpx.LocalProtocolError(str(err)) from err
 
-    async def next_event(self) -> Any:
-        state = self._h11
+    async def _read_plain_head(self) -> _Head | None:
+        """The reply's head if plain, with the bytes after it kept for the body; else None,
+        with every byte read kept for h11."""
+        buffer = self._buffer
+        while (end := buffer.find(b"\r\n\r\n")) < 0:
+            # Too long, or not even the start of a status line: h11 says what is wrong.
+            if len(buffer) > MAX_HEAD_BYTES or buffer[:1] not in (b"", b"H"):
+                self._buffer = buffer
+                return None
+            data = await self.stream.read()
+            if not data:  # h11 says what a close here means
+                self._buffer = buffer
+                return None
+            buffer += data
+        head = _plain_head(buffer[:end])
+        if head is None:
+            self._buffer = buffer
+            return None
+        self._buffer = buffer[end + 4 :]
+        self._left, self._keep_alive = head.length, head.keep_alive
+        return head
+
+    def _hand_to_h11(self, events: _Events) -> h11.Connection:
+        """h11, brought to where this connection is: the request sent, what was read fed."""
+        state = self._h11 = h11.Connection(h11.CLIENT)
+        self._send(state, events)  # already on the wire
+        if self._buffer:  # never nothing: to h11, that is the server closing
+            state.receive_data(self._buffer)
+            self._buffer = b""
+        return state
+
+    async def _read_h11_head(self, state: h11.Connection) -> _Head:
+        event = await self._next_event(state)
+        while type(event) is h11.InformationalResponse:
+            event = await self._next_event(state)
+        if type(event) is not h11.Response:
+            raise httpx.RemoteProtocolError(f"expected a response, got {type(event).__name__}")
+        return _Head(event.status_code, event.headers.raw_items())
+
+    async def _next_event(self, state: h11.Connection) -> Any:
         while True:
             try:
                 event = state.next_event()
@@ -439,18 +555,44 @@ class _Connection:
                 raise httpx.RemoteProtocolError("the server closed without sending a reply")
             state.receive_data(data)
 
+    async def body(self, trace: Trace) -> AsyncIterator[bytes]:
+        """The reply's body, as it arrives."""
+        async with _Traced(trace, RECEIVE_RESPONSE_BODY):
+            state = self._h11
+            if state is not None:
+                while type(event := await self._next_event(state)) is not h11.EndOfMessage:
+                    if type(event) is h11.Data:
+                        yield bytes(event.data)
+                return
+            data, self._buffer = self._buffer, b""
+            while self._left:
+                if not data:
+                    data = await self.stream.read()
+                    if not data:
+                        raise httpx.RemoteProtocolError(
+                            "peer closed connection without sending complete message body: "
+                            f"{self._left} bytes missing"
+                        )
+                piece, data = data[: self._left], data[self._left :]
+                self._left -= len(piece)
+                yield piece
+            self._buffer = data  # sent past the body: the connection is out of step
+
     def done(self) -> bool:
         """Ends the exchange; whether the connection can carry the next one."""
         state = self._h11
-        if state.our_state is h11.DONE and state.their_state is h11.DONE:
+        if state is None:
+            self._in_step = not self._left and not self._buffer and self._keep_alive
+        elif state.our_state is h11.DONE and state.their_state is h11.DONE:
             state.start_next_cycle()
+            self._in_step = True
+        if self._in_step:
             self.expires_at = time.monotonic() + KEEPALIVE_SECONDS
-            return True
-        return False
+        return self._in_step
 
 
 class _Body(httpx.AsyncByteStream):
-    """The reply's body as h11 reads it; closing it ends the exchange."""
+    """The reply's body as the connection reads it; closing it ends the exchange."""
 
     __slots__ = ("_connection", "_route", "_trace")
 
@@ -459,14 +601,8 @@ class _Body(httpx.AsyncByteStream):
         self._connection = connection
         self._trace = trace
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async with _Traced(self._trace, RECEIVE_RESPONSE_BODY):
-            while True:
-                event = await self._connection.next_event()
-                if type(event) is h11.Data:
-                    yield bytes(event.data)
-                elif type(event) is h11.EndOfMessage:
-                    break
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._connection.body(self._trace)
 
     async def aclose(self) -> None:
         async with _Traced(self._trace, RESPONSE_CLOSED):
@@ -487,17 +623,22 @@ class _Route:
     def __init__(self, context: ssl.SSLContext, server_name: str | None) -> None:
         self._context = context
         self._server_name = server_name
-        self._sent: tuple[httpx.Request, _Events] | None = None
+        self._sent: tuple[httpx.Request, _Request] | None = None
         self.connection: _Connection | None = None
 
-    def events(self, request: httpx.Request) -> _Events:
-        """h11's events for the request (whose making validates every header), made once per
-        request object: the prober sends the same one at every probe."""
+    def request(self, request: httpx.Request) -> _Request:
+        """h11's events for the request (whose making validates every header) and their bytes,
+        made once per request object: the prober sends the same one at every probe."""
         if self._sent is None or self._sent[0] is not request:
-            head = h11.Request(
-                method=request.method, target=request.url.raw_path, headers=request.headers.raw
+            events = (
+                h11.Request(
+                    method=request.method, target=request.url.raw_path, headers=request.headers.raw
+                ),
+                h11.Data(data=request.content),
+                h11.EndOfMessage(),
             )
-            self._sent = (request, (head, h11.Data(data=request.content), h11.EndOfMessage()))
+            wire = _Connection._send(h11.Connection(h11.CLIENT), events)
+            self._sent = (request, _Request(events, wire))
         return self._sent[1]
 
     async def open(self, url: httpx.URL, trace: Trace) -> _Connection:
@@ -545,13 +686,13 @@ class _Transport(httpx.AsyncBaseTransport):
         trace: Trace = request.extensions["trace"]  # ImagingClient.call always sets one
         connection = await route.open(request.url, trace)
         try:
-            head = await connection.exchange(route.events(request), trace)
+            head = await connection.exchange(route.request(request), trace)
         except BaseException:
             route.close()
             raise
         return httpx.Response(
             status_code=head.status_code,
-            headers=head.headers.raw_items(),
+            headers=head.headers,
             stream=_Body(route, connection, trace),
             extensions={"network_stream": connection.stream},
         )
