@@ -410,13 +410,18 @@ def parse_stats(value: object) -> Stats:
         raise ParseError(f"missing member {err}") from None
 
 
-_SECTIONS: dict[Section, tuple[str, Callable[[object], Any]]] = {
-    Section.DISK_INFO: ("filesystems", parse_df),
-    Section.MEM_INFO: ("memory", parse_free),
-    Section.UPTIME: ("uptime_seconds", parse_uptime),
-    Section.SPACE_AVAILABLE: ("masters_storage", parse_space_available),
-    Section.STATS: ("stats", parse_stats),
-}
+# (section, its member name, the Reply's attribute, its parser); each name read once, since
+# an enum's ``.value`` is a slow property.
+_SECTIONS: list[tuple[Section, str, str, Callable[[object], Any]]] = [
+    (section, section.value, attribute, parse)
+    for section, attribute, parse in [
+        (Section.DISK_INFO, "filesystems", parse_df),
+        (Section.MEM_INFO, "memory", parse_free),
+        (Section.UPTIME, "uptime_seconds", parse_uptime),
+        (Section.SPACE_AVAILABLE, "masters_storage", parse_space_available),
+        (Section.STATS, "stats", parse_stats),
+    ]
+]
 
 
 def parse_reply(value: object) -> Reply:
@@ -429,12 +434,12 @@ def parse_reply(value: object) -> Reply:
         raise FaultReply(f"fault struct: {code.strip()}"[:200])
     fields: dict[str, Any] = {}
     errors: dict[Section, str] = {}
-    for section, (attribute, parse) in _SECTIONS.items():
-        if section.value not in value:
+    for section, member, attribute, parse in _SECTIONS:
+        if member not in value:
             errors[section] = "missing from the reply"
             continue
         try:
-            fields[attribute] = parse(value[section.value])
+            fields[attribute] = parse(value[member])
         except ParseError as err:
             errors[section] = str(err)
     return Reply(**fields, section_errors=errors)
