@@ -612,7 +612,7 @@ class _Body(httpx.AsyncByteStream):
 
 class _Route:
     """One imaging server's way out: its one kept-alive connection, replaced when closed,
-    expired or left mid-exchange, and the request's h11 events, made once.
+    expired or left mid-exchange, and the request's bytes and h11 events, made once.
 
     In place of httpcore's pool, which queues requests for many connections under locks,
     twice per request: the prober never sends a server two requests at once.
@@ -673,9 +673,10 @@ _ROUTE = "medulla_imaging_exporter.route"
 
 
 class _Transport(httpx.AsyncBaseTransport):
-    """httpx's transport for every imaging server: HTTP/1.1 with h11 over the connection of
-    the ``_Route`` that the request's extensions carry, so one httpx client serves every
-    entity; each step is reported to the request's ``trace`` extension, as httpcore does.
+    """httpx's transport for every imaging server: HTTP/1.1 (``_Connection``) over the
+    connection of the ``_Route`` that the request's extensions carry, so one httpx client
+    serves every entity; each step is reported to the request's ``trace`` extension, as
+    httpcore does.
 
     Not httpcore: its connection, its locks and its layers of streams took half of a
     request's instructions, for features (pools, HTTP/2, proxies) the prober never uses.
