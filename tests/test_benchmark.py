@@ -167,3 +167,30 @@ def test_the_cli_instruction_count_needs_two_sizes(sizes: str) -> None:
     )
     assert run.returncode == 2
     assert "argument --sizes: two different entity counts of 1 or more" in run.stderr
+
+
+def test_the_hotspots_of_a_scrape_are_sampled_while_it_serves(tmp_path: Path) -> None:
+    """py-spy samples the real CLI: the probe's path is among the samples, start-up is not."""
+    output, stacks = tmp_path / "hotspots.txt", tmp_path / "hotspots.collapsed"
+    script = REPO / "benchmarks" / "hotspots.py"
+    args = ["--entities", "2", "--scrapes", "300", "--rate", "200", "--top", "5"]
+    run = subprocess.run(
+        [sys.executable, str(script), *args, "--output", str(output), "--stacks", str(stacks)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    table = output.read_text()
+    assert table.strip() in run.stdout
+    found = re.fullmatch(r"([\d,]+) samples while serving\.", table.splitlines()[0])
+    assert found is not None, table
+    served = int(found[1].replace(",", ""))
+    sampled = stacks.read_text().splitlines()
+    # Start-up (imports, the configuration) was sampled too, and left out of the tables.
+    assert sum(int(line.rpartition(" ")[2]) for line in sampled) > served > 0
+    assert any("ImagingClient.call (medulla_imaging_exporter/transport.py" in s for s in sampled)
+    inclusive = table.split("| exporter's function, callees included |")[1]
+    assert "`main (medulla_imaging_exporter/cli.py:" in inclusive
+    assert len([row for row in inclusive.splitlines() if row.startswith("| ")]) == 5
