@@ -10,10 +10,13 @@ then the functions, with the most samples of their own, and the exporter's funct
 the most samples in all (their callees included), and writes the table and the sampled
 stacks (collapsed format, for speedscope or flamegraph.pl) under ``benchmarks/results/``.
 
-py-spy reads the process's memory at every sample, which contends in the kernel with what
-the process reads of itself: at 500 samples a second, prometheus_client's process
-collector (three reads of ``/proc/self``) took 8.6 % of a scrape of ten, against 3.1 % at
-100 and about 2 % timed alone. Keep the rate low and the scrapes many.
+The sampler is not invisible. py-spy stops the process for each sample (unless
+``--nonblocking``), which more than doubled the CLI's CPU time at 100 samples a second, and
+reads its memory, which contends in the kernel with what the process reads of itself:
+prometheus_client's process collector (three reads of ``/proc/self``, about 2 % of a
+scrape of ten timed alone) took 3.1 % of the samples at 100 a second, 8.6 % at 500 and
+8.7 % with ``--nonblocking``. Read the shares as where to look, and confirm a finding with
+the instruction counts or a timing of the piece alone.
 
     python benchmarks/hotspots.py                         # N = 10, 4,000 scrapes, ~30 s
     python benchmarks/hotspots.py --entities 1000 --scrapes 40
@@ -62,14 +65,14 @@ def child_pid(pid: int) -> int:
     return int(children[0])
 
 
-def record(entities: int, scrapes: int, rate: int, stacks: Path, work: Path) -> None:
-    """Samples of the CLI serving ``scrapes`` scrapes of ``entities`` entities, into ``stacks``."""
+def record(entities: int, scrapes: int, sampler: Sequence[str], stacks: Path, work: Path) -> None:
+    """Samples of the CLI serving ``scrapes`` scrapes of ``entities`` entities, into ``stacks``;
+    ``sampler`` is py-spy's command line up to its output."""
     farm = Farm(entities, work)
     try:
         config = exporter_config(farm, work / "exporter.yml")
         port = free_port()
         cli = exporter_command(port, "--config.file", config, "--log.level", "warn")
-        sampler = [py_spy(), "record", "--rate", str(rate), "--format", "raw", "--function"]
         command = [*sampler, "--output", str(stacks), "--", *cli]
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         try:
@@ -133,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scrapes", type=int, default=4000, help="scrapes of /metrics (4000)")
     parser.add_argument("--rate", type=int, default=100, help="samples per second (100)")
     parser.add_argument("--top", type=int, default=25, help="rows per table (25)")
+    parser.add_argument(
+        "--nonblocking", action="store_true", help="py-spy's: sample without stopping the CLI"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"table file ({RESULTS})")
     parser.add_argument("--stacks", type=Path, default=STACKS, help=f"stacks file ({STACKS})")
     args = parser.parse_args(argv)
@@ -140,7 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--entities and --scrapes must be 1 or more")
     args.stacks.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        record(args.entities, args.scrapes, args.rate, args.stacks, Path(tmp))
+        sampler = [py_spy(), "record", "--rate", str(args.rate), "--format", "raw", "--function"]
+        if args.nonblocking:
+            sampler.append("--nonblocking")
+        record(args.entities, args.scrapes, sampler, args.stacks, Path(tmp))
     total, counts = tally(args.stacks.read_text().splitlines())
     if not total:
         raise SystemExit(f"no sample taken while serving: see {args.stacks}")
