@@ -9,7 +9,9 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import h11
 import httpx
 import pytest
 
@@ -468,3 +470,84 @@ async def test_a_connection_reads_the_client_certificate_once(
             assert (await client.get(f"https://127.0.0.1:{server.port}/")).status_code == 200
     assert seen == [True, True, True]
     assert reads.count("peercert") == 1
+
+
+def _h11_after(request: bytes) -> h11.Connection:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(request)
+    assert type(conn.next_event()) is h11.Request
+    assert type(conn.next_event()) is h11.EndOfMessage
+    return conn
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("keep_alive", [True, False])
+@pytest.mark.parametrize(
+    ("status", "headers", "chunks"),
+    [
+        (200, [("Content-Type", "text/plain"), ("Content-Length", "6")], [b"abc", b"def"]),
+        (404, [("Date", "Fri, 04 Dec 2026 02:00:00 GMT"), ("Content-Length", "0")], []),
+        (200, [("Content-Type", "application/openmetrics-text")], [b"a\n", b"", b"b" * 300]),
+        (405, [("Allow", "GET, HEAD"), ("content-length", "2")], [b"no"]),
+    ],
+    ids=["length", "empty", "chunked", "lower-case-length"],
+)
+def test_a_reply_to_a_plain_request_is_written_as_h11_writes_it(
+    method: str,
+    keep_alive: bool,
+    status: int,
+    headers: list[tuple[str, str]],
+    chunks: list[bytes],
+) -> None:
+    lines = [f"{method} / HTTP/1.1", "Host: x", *([] if keep_alive else ["Connection: close"])]
+    conn = _h11_after("\r\n".join([*lines, "", ""]).encode())
+    framings: list[httpserver._Framing] = [
+        httpserver._H11Framing(conn),
+        httpserver._PlainFraming(method == "HEAD", keep_alive),
+    ]
+    written = [
+        framing.head(status, list(headers))
+        + b"".join(framing.data(c) for c in ([] if method == "HEAD" else chunks))
+        + framing.end()
+        for framing in framings
+    ]
+    assert written[0] == written[1]
+
+
+async def test_plain_requests_are_read_without_h11(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prometheus' requests, and what a browser sends, on one kept connection: h11 never
+    builds a state machine for it."""
+    made: list[h11.Connection] = []
+    init = h11.Connection.__init__
+
+    def counted(self: h11.Connection, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(h11.Connection, "__init__", counted)
+    stream = Streamed([b"a" * 10, b"b" * 10])
+    async with running(app(stream)) as server:
+        reply = await exchange(
+            server.port,
+            get("/echo?n=1", "Accept: text/plain;version=0.0.4")
+            + b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+            + get("/stream", "Connection: close"),
+        )
+    assert made == []
+    assert reply.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert b"query n=1\n" in reply and b"accept text/plain;version=0.0.4\n" in reply
+    assert reply.endswith(b"a" * 10 + b"\r\na\r\n" + b"b" * 10 + b"\r\n0\r\n\r\n")
+
+
+async def test_a_request_h11_must_read_takes_the_connection_over_mid_pipeline() -> None:
+    """A plain request, then one with a body in the same packet: h11 reads the second from
+    the bytes already read, and answers the third, plain again, itself."""
+    async with running(app()) as server:
+        reply = await exchange(
+            server.port,
+            get("/echo?n=1")
+            + b"POST /echo?n=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+            + get("/echo?n=3", "Connection: close"),
+        )
+    assert reply.count(b"HTTP/1.1 200 ") == 3
+    assert reply.index(b"query n=1") < reply.index(b"body b'hello'") < reply.index(b"query n=3")

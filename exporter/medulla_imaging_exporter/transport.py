@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 import ssl
 import time
 import weakref
@@ -23,6 +22,7 @@ import httpx
 
 from medulla_imaging_exporter import __version__, certificate
 from medulla_imaging_exporter.config import Entity, TLSConfig, ssl_context
+from medulla_imaging_exporter.http11 import HEAD_END, MAX_HEAD_BYTES, ResponseHead, plain_response
 from medulla_imaging_exporter.parsing import REQUEST_BODY
 
 USER_AGENT = f"medulla-imaging-exporter/{__version__}"
@@ -393,70 +393,12 @@ class _Request:
     wire: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class _Head:
-    """A reply's status and headers; ``length`` and ``keep_alive`` only when read directly."""
-
-    status_code: int
-    headers: list[tuple[bytes, bytes]]
-    length: int = 0
-    keep_alive: bool = False
-
-
-# What ``_plain_head`` reads: HTTP/1.1, a final status, header lines of the usual bytes. Each
-# is narrower than h11's grammar, so that what it takes, h11 reads alike (tested).
-_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?")
-_HEADER_LINE = re.compile(
-    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*"
-    rb"((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*"
-)
-# h11's own limit on a reply head still incomplete.
-MAX_HEAD_BYTES = 16 * 1024
-
-
-def _plain_head(head: bytes) -> _Head | None:
-    """The head of a reply framed by its Content-Length alone, as Twisted sends them (the
-    lines before the blank one); None for any other (1xx, chunked, no length, a bare LF, a
-    folded line, an odd byte...), which h11 then reads.
-
-    h11's state machine took more than a third of a request's instructions, to write the
-    same request and read such replies again and again (docs/performance.md, item 15).
-    """
-    status_line, *lines = head.split(b"\r\n")
-    status = _STATUS_LINE.fullmatch(status_line)
-    if status is None or status[1] in (b"204", b"304"):  # 204 and 304 have no body
-        return None
-    headers: list[tuple[bytes, bytes]] = []
-    length: int | None = None
-    keep_alive = True
-    for line in lines:
-        field = _HEADER_LINE.fullmatch(line)
-        if field is None:
-            return None
-        name, value = field.groups()
-        lower = name.lower()
-        if lower == b"content-length":
-            if length is not None or not value.isdigit() or len(value) > 20:
-                return None
-            length = int(value)
-        elif lower == b"transfer-encoding":
-            return None
-        elif lower == b"connection" and b"close" in [
-            token.strip().lower() for token in value.split(b",")
-        ]:
-            keep_alive = False
-        headers.append((name, value))
-    if length is None:
-        return None
-    return _Head(int(status[1]), headers, length, keep_alive)
-
-
 class _Connection:
     """HTTP/1.1 over one stream: the one connection of a route.
 
     A reply framed by its Content-Length alone, what imaging servers send, is read
-    directly; anything else is left to h11's state machine, fed every byte read so far,
-    and h11 then carries the connection to its end.
+    directly (``http11``); anything else is left to h11's state machine, fed every byte
+    read so far, and h11 then carries the connection to its end.
     """
 
     __slots__ = ("_buffer", "_h11", "_in_step", "_keep_alive", "_left", "expires_at", "stream")
@@ -481,7 +423,7 @@ class _Connection:
         )
         return in_step and time.monotonic() < self.expires_at and self.stream.quiet()
 
-    async def exchange(self, request: _Request, trace: Trace) -> _Head:
+    async def exchange(self, request: _Request, trace: Trace) -> ResponseHead:
         """Sends the request (head and body in one write, so one TLS record that wakes the
         server once) and reads the reply's head."""
         state = self._h11
@@ -503,11 +445,11 @@ class _Connection:
         except h11.LocalProtocolError as err:
             raise httpx.LocalProtocolError(str(err)) from err
 
-    async def _read_plain_head(self) -> _Head | None:
+    async def _read_plain_head(self) -> ResponseHead | None:
         """The reply's head if plain, with the bytes after it kept for the body; else None,
         with every byte read kept for h11."""
         buffer = self._buffer
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
+        while (end := buffer.find(HEAD_END)) < 0:
             # Too long, or not even the start of a status line: h11 says what is wrong.
             if len(buffer) > MAX_HEAD_BYTES or buffer[:1] not in (b"", b"H"):
                 self._buffer = buffer
@@ -517,11 +459,11 @@ class _Connection:
                 self._buffer = buffer
                 return None
             buffer += data
-        head = _plain_head(buffer[:end])
+        head = plain_response(buffer[:end])
         if head is None:
             self._buffer = buffer
             return None
-        self._buffer = buffer[end + 4 :]
+        self._buffer = buffer[end + len(HEAD_END) :]
         self._left, self._keep_alive = head.length, head.keep_alive
         return head
 
@@ -534,13 +476,13 @@ class _Connection:
             self._buffer = b""
         return state
 
-    async def _read_h11_head(self, state: h11.Connection) -> _Head:
+    async def _read_h11_head(self, state: h11.Connection) -> ResponseHead:
         event = await self._next_event(state)
         while type(event) is h11.InformationalResponse:
             event = await self._next_event(state)
         if type(event) is not h11.Response:
             raise httpx.RemoteProtocolError(f"expected a response, got {type(event).__name__}")
-        return _Head(event.status_code, event.headers.raw_items())
+        return ResponseHead(event.status_code, event.headers.raw_items())
 
     async def _next_event(self, state: h11.Connection) -> Any:
         while True:

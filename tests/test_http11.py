@@ -1,8 +1,9 @@
-"""The reply heads the transport reads itself (``transport._plain_head``) against h11.
+"""The heads read without h11 (``http11``), against h11 itself.
 
-What the direct reader takes, h11 must read alike: the same status, the same headers in
-the same order, the same body length and the same keep-alive. Whatever it declines,
-h11 reads on the very same bytes (tests/test_transport.py shows it over sockets).
+What the direct readers take, h11 must read alike: the same status or request line, the
+same headers in the same order, the same framing and the same keep-alive. Whatever they
+decline, h11 reads on the very same bytes (tests/test_transport.py and
+tests/test_httpserver.py show it over sockets).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from medulla_imaging_exporter.transport import _plain_head
+from medulla_imaging_exporter.http11 import header_line, plain_request, plain_response
 
 SETTINGS = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -126,7 +127,7 @@ def _h11_after_a_post() -> h11.Connection:
 @SETTINGS
 @given(head=heads())
 def test_a_head_read_directly_is_read_alike_by_h11(head: bytes) -> None:
-    plain = _plain_head(head)
+    plain = plain_response(head)
     event("left to h11" if plain is None else "read directly")  # --hypothesis-show-statistics
     if plain is None:
         return  # h11 reads it, on the same bytes
@@ -165,7 +166,7 @@ TWISTED = (
 )
 def test_the_usual_heads_are_read_directly(head: bytes, length: int, keep_alive: bool) -> None:
     """The property above holds trivially if nothing is ever read directly."""
-    plain = _plain_head(head)
+    plain = plain_response(head)
     assert plain is not None
     assert (plain.length, plain.keep_alive) == (length, keep_alive)
     assert [name for name, _ in plain.headers] == [
@@ -203,4 +204,108 @@ def test_the_usual_heads_are_read_directly(head: bytes, length: int, keep_alive:
     ],
 )
 def test_other_heads_are_left_to_h11(head: bytes) -> None:
-    assert _plain_head(head) is None
+    assert plain_response(head) is None
+
+
+# --- requests, as the HTTP server reads them ---------------------------------------------
+
+REQUEST_LINES = st.tuples(
+    st.sampled_from([b"GET", b"HEAD", b"POST", b"get", b"M-SEARCH", b"G(T", b""]),
+    st.sampled_from([b" /metrics", b" /probe?entity=a%20b", b" *", b" /a b", b" /\x7f", b"  /"]),
+    st.sampled_from([b" HTTP/1.1", b" HTTP/1.0", b" HTTP/2.0", b" http/1.1", b"", b" HTTP/1.1 "]),
+).map(b"".join)
+REQUEST_FRAMING_LINES = st.sampled_from(
+    [
+        b"Content-Length: 0",
+        b"Content-Length: 3",
+        b"Content-Length: 0, 0",
+        b"Transfer-Encoding: chunked",
+        b"Expect: 100-continue",
+        b"Connection: close",
+        b"Connection: keep-alive, Upgrade",
+        b"Host: second",
+    ]
+)
+
+
+@st.composite
+def request_heads(draw: st.DrawFn) -> bytes:
+    """Request heads; half begin as Prometheus' do, with one Host and usual lines, and at
+    most one odd or framing line or bare LF."""
+    if draw(st.booleans()):
+        lines = [b"GET /metrics HTTP/1.1", *draw(st.lists(USUAL_LINES, max_size=4))]
+        lines.insert(draw(st.integers(1, len(lines))), b"Host: 127.0.0.1:9987")
+        if draw(st.booleans()):
+            lines.insert(draw(st.integers(1, len(lines))), draw(ODD_LINES | REQUEST_FRAMING_LINES))
+    else:
+        lines = [
+            draw(REQUEST_LINES),
+            *draw(st.lists(ODD_LINES | REQUEST_FRAMING_LINES, max_size=5)),
+        ]
+    separators = [b"\r\n"] * len(lines)
+    if draw(st.integers(0, 9)) == 0:
+        separators[draw(st.integers(0, len(lines) - 1))] = b"\n"
+    return b"".join(line + sep for line, sep in zip(lines, separators, strict=True))[:-2]
+
+
+@SETTINGS
+@given(head=request_heads())
+def test_a_request_read_directly_is_read_alike_by_h11(head: bytes) -> None:
+    plain = plain_request(head)
+    event("left to h11" if plain is None else "read directly")
+    if plain is None:
+        return
+    state = h11.Connection(h11.SERVER)
+    state.receive_data(head + b"\r\n\r\n")
+    request = state.next_event()
+    assert type(request) is h11.Request
+    assert (request.method, request.target) == (plain.method, plain.target)
+    assert request.headers.raw_items() == plain.fields.headers
+    assert type(state.next_event()) is h11.EndOfMessage  # no body
+    state.send(h11.Response(status_code=200, headers=[("Content-Length", "0")]))
+    state.send(h11.EndOfMessage())
+    assert state.our_state is (h11.DONE if plain.fields.keep_alive else h11.MUST_CLOSE)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        b"HEAD / HTTP/1.1\r\nhost: x\r\nContent-Length: 0",
+        b"POST /-/reload HTTP/1.1\r\nHost: x\r\nConnection: close",
+    ],
+    ids=["prometheus", "head-with-empty-length", "reload-and-close"],
+)
+def test_the_usual_requests_are_read_directly(head: bytes) -> None:
+    plain = plain_request(head)
+    assert plain is not None
+    assert plain.method == head.split(b" ")[0]
+    assert plain.fields.keep_alive is (b"close" not in head)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.0\r\nHost: x",
+        b"GET / HTTP/1.1",
+        b"GET / HTTP/1.1\r\nHost: x\r\nHost: y",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2",
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nExpect: 100-continue",
+        b"GET /a b HTTP/1.1\r\nHost: x",
+    ],
+    ids=["http-1.0", "no-host", "two-hosts", "a-body", "chunked", "expect", "space-in-target"],
+)
+def test_other_requests_are_left_to_h11(head: bytes) -> None:
+    assert plain_request(head) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("X-Bad", "line\nbreak"), ("X-Bad", " padded"), ("Bad Name", "x"), ("X-Bad", "caf\u00e9")],
+)
+def test_a_header_h11_would_not_send_is_refused(name: str, value: str) -> None:
+    with pytest.raises(ValueError):
+        header_line(name, value)
+    with pytest.raises((h11.LocalProtocolError, UnicodeEncodeError)):
+        h11.Response(status_code=200, headers=[(name, value)])
