@@ -12,6 +12,17 @@ import pytest
 from tests.helpers import REPO
 
 
+def benchmark(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A script of benchmarks/, run to its end with its output captured."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     output = tmp_path / "latest.md"
     args = [
@@ -19,13 +30,7 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
         *("--hang-repeats", "1", "--timeout", "0.5", "--no-blackbox", "--output", str(output)),
         *("--latencies", "0.3", "--latency-repeats", "1", "--pause", "0.01"),
     ]
-    run = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "bench.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = benchmark("bench.py", *args)
     assert run.returncode == 0, run.stderr
     table = output.read_text()
     assert table.strip() == run.stdout.strip()
@@ -45,44 +50,21 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
 
 
 def test_the_client_benchmark_runs_against_a_simulated_server() -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "client.py"),
-            "--batches",
-            "2",
-            "--requests",
-            "5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = benchmark("client.py", "--batches", "2", "--requests", "5", timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("CPU per request (median of 2 batches of 5): client "), run.stdout
     assert run.stdout.rstrip().endswith(" ms")
 
 
-def instructions(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "instructions.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def test_every_operation_of_the_instruction_count_runs() -> None:
     for operation in ("request", "parse", "decode", "sections", "encode", "scrape"):
-        run = instructions("--inner", operation, "1")
+        run = benchmark("instructions.py", "--inner", operation, "1")
         assert run.returncode == 0, (operation, run.stderr)
 
 
 def test_the_instruction_count_is_read_from_valgrind(tmp_path: Path) -> None:
     output = tmp_path / "instructions.txt"
-    run = instructions("parse", "--counts", "1", "3", "--output", str(output))
+    run = benchmark("instructions.py", "parse", "--counts", "1", "3", "--output", str(output))
     assert run.returncode == 0, run.stderr
     row = run.stdout.splitlines()[0]
     assert row in output.read_text().splitlines()
@@ -91,19 +73,13 @@ def test_the_instruction_count_is_read_from_valgrind(tmp_path: Path) -> None:
 
 
 def test_an_unknown_operation_is_refused() -> None:
-    run = instructions("parse", "nothing")
+    run = benchmark("instructions.py", "parse", "nothing")
     assert run.returncode == 2
     assert "unknown operations: nothing" in run.stderr
 
 
 def test_the_memory_breakdown_runs_against_a_small_farm() -> None:
-    run = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "memory.py"), "--entities", "3", "--top", "2"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = benchmark("memory.py", "--entities", "3", "--top", "2")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     assert lines[0] == "3 entities, 3 available after two probes each", run.stdout
@@ -117,14 +93,7 @@ def test_the_memory_breakdown_runs_against_a_small_farm() -> None:
 
 def test_the_parsing_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None:
     output = tmp_path / "parsing.txt"
-    script = REPO / "benchmarks" / "parsing.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--batches", "1", "--size", "2", "--output", str(output)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = benchmark("parsing.py", "--batches", "1", "--size", "2", "--output", str(output))
     assert run.returncode == 0, run.stderr
     assert output.read_text() == run.stdout
     rows = {line.split()[0] for line in run.stdout.splitlines()[2:]}
@@ -133,12 +102,9 @@ def test_the_parsing_benchmark_runs_and_writes_its_table(tmp_path: Path) -> None
 
 def test_the_cli_instruction_count_splits_a_scrape(tmp_path: Path) -> None:
     output = tmp_path / "cli_instructions.txt"
-    script = REPO / "benchmarks" / "cli_instructions.py"
     # A few scrapes apart: one-off work (a collection, a heap trim) would blur a single one.
     args = ["--sizes", "2,1", "--counts", "2", "6", "--output", str(output)]
-    run = subprocess.run(
-        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
-    )
+    run = benchmark("cli_instructions.py", *args, timeout=600)
     assert run.returncode == 0, run.stderr
     table = output.read_text()
     assert table.splitlines()[2:] == run.stdout.splitlines()[:-1]  # the rows, as printed
@@ -161,10 +127,7 @@ def test_the_cli_instruction_count_splits_a_scrape(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sizes", ["3,3", "3", "1,x", "0,2", "1,2,3"])
 def test_the_cli_instruction_count_needs_two_sizes(sizes: str) -> None:
-    script = REPO / "benchmarks" / "cli_instructions.py"
-    run = subprocess.run(
-        [sys.executable, str(script), "--sizes", sizes], capture_output=True, text=True, timeout=60
-    )
+    run = benchmark("cli_instructions.py", "--sizes", sizes, timeout=60)
     assert run.returncode == 2
     assert "argument --sizes: two different entity counts of 1 or more" in run.stderr
 
@@ -172,15 +135,8 @@ def test_the_cli_instruction_count_needs_two_sizes(sizes: str) -> None:
 def test_the_hotspots_of_a_scrape_are_sampled_while_it_serves(tmp_path: Path) -> None:
     """py-spy samples the real CLI: the probe's path is among the samples, start-up is not."""
     output, stacks = tmp_path / "hotspots.txt", tmp_path / "hotspots.collapsed"
-    script = REPO / "benchmarks" / "hotspots.py"
     args = ["--entities", "2", "--scrapes", "300", "--rate", "200", "--top", "5"]
-    run = subprocess.run(
-        [sys.executable, str(script), *args, "--output", str(output), "--stacks", str(stacks)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    run = benchmark("hotspots.py", *args, "--output", str(output), "--stacks", str(stacks))
     assert run.returncode == 0, run.stderr
     table = output.read_text()
     assert table.strip() in run.stdout

@@ -96,21 +96,24 @@ FRAMING_LINES = st.sampled_from(
 
 
 @st.composite
-def heads(draw: st.DrawFn) -> bytes:
-    """A reply head without its blank line. Half begin as the usual heads do, with a length
-    and usual lines, and at most one odd line or bare LF, so that many are read directly and
-    the others are near misses; the other half are any lines at all."""
-    usual = draw(st.booleans())
-    if usual:
-        status = draw(st.one_of(st.just(b"HTTP/1.1 200 OK"), STATUS_LINES))
-        lines = [status, *draw(st.lists(USUAL_LINES, max_size=4))]
-        lines.insert(
-            draw(st.integers(1, len(lines))), b"Content-Length: %d" % draw(st.integers(0, 99))
-        )
+def heads(
+    draw: st.DrawFn,
+    usual_start: bytes,
+    start_lines: st.SearchStrategy[bytes],
+    required: st.SearchStrategy[bytes],
+    framing: st.SearchStrategy[bytes],
+) -> bytes:
+    """A head without its blank line. Half begin as the usual heads do (``usual_start`` or
+    another start line, a ``required`` line among usual ones, and at most one odd or
+    ``framing`` line), so that many are read directly and the others are near misses; the
+    other half are any lines at all. One in ten has a bare LF."""
+    if draw(st.booleans()):
+        lines = [draw(st.just(usual_start) | start_lines), *draw(st.lists(USUAL_LINES, max_size=4))]
+        lines.insert(draw(st.integers(1, len(lines))), draw(required))
         if draw(st.booleans()):
-            lines.insert(draw(st.integers(1, len(lines))), draw(ODD_LINES | FRAMING_LINES))
+            lines.insert(draw(st.integers(1, len(lines))), draw(ODD_LINES | framing))
     else:
-        lines = [draw(STATUS_LINES), *draw(st.lists(ODD_LINES, max_size=6))]
+        lines = [draw(start_lines), *draw(st.lists(ODD_LINES | framing, max_size=5))]
     separators = [b"\r\n"] * len(lines)
     if draw(st.integers(0, 9)) == 0:
         separators[draw(st.integers(0, len(lines) - 1))] = b"\n"
@@ -125,7 +128,14 @@ def _h11_after_a_post() -> h11.Connection:
 
 
 @SETTINGS
-@given(head=heads())
+@given(
+    head=heads(
+        b"HTTP/1.1 200 OK",
+        STATUS_LINES,
+        st.integers(0, 99).map(lambda n: b"Content-Length: %d" % n),
+        FRAMING_LINES,
+    )
+)
 def test_a_head_read_directly_is_read_alike_by_h11(head: bytes) -> None:
     plain = plain_response(head)
     event("left to h11" if plain is None else "read directly")  # --hypothesis-show-statistics
@@ -228,28 +238,15 @@ REQUEST_FRAMING_LINES = st.sampled_from(
 )
 
 
-@st.composite
-def request_heads(draw: st.DrawFn) -> bytes:
-    """Request heads; half begin as Prometheus' do, with one Host and usual lines, and at
-    most one odd or framing line or bare LF."""
-    if draw(st.booleans()):
-        lines = [b"GET /metrics HTTP/1.1", *draw(st.lists(USUAL_LINES, max_size=4))]
-        lines.insert(draw(st.integers(1, len(lines))), b"Host: 127.0.0.1:9987")
-        if draw(st.booleans()):
-            lines.insert(draw(st.integers(1, len(lines))), draw(ODD_LINES | REQUEST_FRAMING_LINES))
-    else:
-        lines = [
-            draw(REQUEST_LINES),
-            *draw(st.lists(ODD_LINES | REQUEST_FRAMING_LINES, max_size=5)),
-        ]
-    separators = [b"\r\n"] * len(lines)
-    if draw(st.integers(0, 9)) == 0:
-        separators[draw(st.integers(0, len(lines) - 1))] = b"\n"
-    return b"".join(line + sep for line, sep in zip(lines, separators, strict=True))[:-2]
-
-
 @SETTINGS
-@given(head=request_heads())
+@given(
+    head=heads(
+        b"GET /metrics HTTP/1.1",
+        REQUEST_LINES,
+        st.just(b"Host: 127.0.0.1:9987"),
+        REQUEST_FRAMING_LINES,
+    )
+)
 def test_a_request_read_directly_is_read_alike_by_h11(head: bytes) -> None:
     plain = plain_request(head)
     event("left to h11" if plain is None else "read directly")
