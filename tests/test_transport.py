@@ -18,10 +18,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import h11
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from medulla_imaging_exporter import gcpolicy, transport
 from medulla_imaging_exporter.config import Entity, TLSConfig
@@ -602,6 +605,12 @@ def _reply_pieces(body: bytes, *headers: str, status: str = "200 OK") -> bytes:
 BODY = ServerData().body()
 PLAIN = _reply_pieces(BODY, f"Content-Length: {len(BODY)}")
 HEAD_END = PLAIN.index(b"\r\n\r\n") + 4
+CHUNKED = (
+    _reply_pieces(BODY, "Transfer-Encoding: chunked").replace(
+        b"\r\n\r\n<", b"\r\n\r\n%x\r\n<" % len(BODY)
+    )
+    + b"\r\n0\r\n\r\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -628,10 +637,7 @@ async def test_a_plain_reply_in_pieces_is_read_directly(
         b"HTTP/1.1 100 Continue\r\n\r\n" + PLAIN,
         _reply_pieces(BODY, f"Content-Length: {len(BODY)}", "X-Folded: a", " b"),
         _reply_pieces(BODY, f"Content-Length: {len(BODY)}, {len(BODY)}"),
-        _reply_pieces(BODY, "Transfer-Encoding: chunked").replace(
-            b"\r\n\r\n<", b"\r\n\r\n%x\r\n<" % len(BODY)
-        )
-        + b"\r\n0\r\n\r\n",
+        CHUNKED,
     ],
     ids=["informational-first", "folded-line", "length-list", "chunked"],
 )
@@ -656,12 +662,13 @@ async def test_a_reply_whose_head_h11_refuses_is_a_protocol_error(
     assert "illegal header line" in str(exchange.error)
 
 
+@pytest.mark.parametrize("reply", [PLAIN, CHUNKED], ids=["plain", "read-by-h11"])
 async def test_bytes_past_the_end_of_a_reply_close_its_connection(
-    local_ca: LocalCA, ca_file: Path
+    local_ca: LocalCA, ca_file: Path, reply: bytes
 ) -> None:
     """The reply is whole, but the connection is out of step: the next probe opens another
     (h11 kept such bytes as the start of the next reply, which then failed)."""
-    async with _tls_replier(local_ca, ca_file, [PLAIN + b"HTTP/1.1 200 OK\r\n"]) as (
+    async with _tls_replier(local_ca, ca_file, [reply + b"HTTP/1.1 200 OK\r\n"]) as (
         entity,
         requests,
     ):
@@ -678,3 +685,52 @@ async def test_a_connection_close_in_a_plain_reply_closes_its_connection(
         exchanges, _ = await _calls(entity, 2)
     assert [(e.status_code, e.body, e.error) for e in exchanges] == [(200, BODY, None)] * 2
     assert requests == [1, 1]
+
+
+# Bytes that make a reply odd in the ways that matter: line ends, separators, control and
+# high bytes, digits of a length, the words that frame a reply.
+MUTATION_BYTES = b"\r\n :\t\x00\x01\x7f\xff0123456789HTTP/1.0Content-Length:chunked,close"
+
+
+@st.composite
+def mutated_replies(draw: st.DrawFn) -> bytes:
+    """The usual reply or a chunked one, with up to three bytes deleted, inserted or replaced
+    in its head or the start of its body."""
+    data = bytearray(draw(st.sampled_from([PLAIN, CHUNKED])))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, HEAD_END + 40))
+        byte = draw(st.sampled_from(MUTATION_BYTES))
+        action = draw(st.sampled_from(["delete", "insert", "replace"]))
+        if action == "insert":
+            data.insert(at, byte)
+        elif action == "delete":
+            del data[at]
+        else:
+            data[at] = byte
+    return bytes(data)
+
+
+async def _seen(local_ca: LocalCA, ca_file: Path, reply: bytes) -> object:
+    """What two probes of a server sending ``reply`` see, and the requests of each connection."""
+    async with _tls_replier(local_ca, ca_file, [reply]) as (entity, requests):
+        client = ImagingClient(entity)
+        try:
+            exchanges = [await client.call(0.3, WireEvents()) for _ in range(2)]
+        finally:
+            await client.aclose()
+    return [(e.status_code, e.body, type(e.error)) for e in exchanges], requests
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(reply=mutated_replies())
+def test_reading_replies_without_h11_changes_nothing_a_probe_sees(
+    local_ca: LocalCA, ca_file: Path, reply: bytes
+) -> None:
+    """Whatever the reply, two probes see the same statuses, bodies and errors, on the same
+    connections, as when h11 reads every reply."""
+    direct = asyncio.run(_seen(local_ca, ca_file, reply))
+    with mock.patch.object(transport, "plain_response", lambda head: None):
+        by_h11 = asyncio.run(_seen(local_ca, ca_file, reply))
+    assert direct == by_h11

@@ -525,7 +525,11 @@ class _Connection:
         state = self._h11
         if state is None:
             self._in_step = not self._left and not self._buffer and self._keep_alive
-        elif state.our_state is h11.DONE and state.their_state is h11.DONE:
+        elif (
+            state.our_state is h11.DONE
+            and state.their_state is h11.DONE
+            and not state.trailing_data[0]  # bytes past the reply: out of step, as above
+        ):
             state.start_next_cycle()
             self._in_step = True
         if self._in_step:
