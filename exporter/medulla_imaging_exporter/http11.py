@@ -1,7 +1,8 @@
 """HTTP/1.1 heads of the usual shape, read without h11: the probe's replies, the server's requests.
 
 h11's state machine validates every line of every head with many small Python calls:
-for the same few heads again and again, that was a third of a probe's instructions. These
+for the same few heads again and again, that was 38 % of a probe's request and 56 % of a
+request served (docs/performance.md, items 15 and 16). These
 functions read the heads that Twisted and Prometheus send (HTTP/1.1, header lines of the
 usual bytes, a simple framing) with a regular expression a line, and answer None for any
 other, which the caller then leaves to h11 on the very same bytes. Each pattern is
