@@ -10,10 +10,13 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import h11
 import httpx
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from medulla_imaging_exporter import httpserver
 from medulla_imaging_exporter.httpserver import App, Handler, HTTPError, Request, Response, Server
@@ -551,3 +554,61 @@ async def test_a_request_h11_must_read_takes_the_connection_over_mid_pipeline() 
         )
     assert reply.count(b"HTTP/1.1 200 ") == 3
     assert reply.index(b"query n=1") < reply.index(b"body b'hello'") < reply.index(b"query n=3")
+
+
+# Bytes that make a request odd in the ways that matter: line ends, separators, control and
+# high bytes, digits of a length, the words that frame a request.
+MUTATION_BYTES = b"\r\n :\t\x00\x01\x7f\xff0123456789HTTP/1.0GETHEADPOSTHost:Content-Length:close"
+REQUESTS = [
+    get("/echo?n=1", "Accept: */*"),
+    b"HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n",
+    get("/stream"),
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+    get("/nope", "Connection: close"),
+    get("/stream", version="1.0"),
+]
+
+
+@st.composite
+def mutated_requests(draw: st.DrawFn) -> bytes:
+    """One to three requests in a row, with up to four bytes deleted, inserted or replaced."""
+    data = bytearray(b"".join(draw(st.lists(st.sampled_from(REQUESTS), min_size=1, max_size=3))))
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(data) - 1))
+        byte = draw(st.sampled_from(MUTATION_BYTES))
+        action = draw(st.sampled_from(["delete", "insert", "replace"]))
+        if action == "insert":
+            data.insert(at, byte)
+        elif action == "delete":
+            del data[at]
+        else:
+            data[at] = byte
+    return bytes(data)
+
+
+async def _answered(raw: bytes) -> bytes:
+    """What the server sends for ``raw``, written at once and followed by the client's end;
+    its port, which the echo of a request without a host shows, as ``PORT``."""
+    async with running(app(Streamed([b"a" * 10, b"b" * 10]))) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        try:
+            writer.write(raw)
+            writer.write_eof()
+            async with asyncio.timeout(10):
+                reply = await reader.read(-1)
+        finally:
+            writer.close()
+    return reply.replace(b":%d" % server.port, b":PORT")
+
+
+@settings(max_examples=60, deadline=None)
+@given(raw=mutated_requests())
+def test_reading_requests_without_h11_changes_no_byte_of_the_replies(raw: bytes) -> None:
+    """Whatever the client sends, the server answers the same bytes as when h11 reads every
+    request (the clock stopped, for the Date header)."""
+    with mock.patch.object(time, "time", lambda: 1_800_000_000.0):
+        direct = asyncio.run(_answered(raw))
+        event(f"{direct.count(b'HTTP/1.1 200 ')} replies of 200")  # --hypothesis-show-statistics
+        with mock.patch.object(httpserver, "plain_request", lambda head: None):
+            by_h11 = asyncio.run(_answered(raw))
+    assert direct == by_h11
