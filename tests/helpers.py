@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 import yaml
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from medulla_imaging_exporter.httpserver import Server
@@ -205,3 +206,23 @@ def rss_bytes(pid: int | str = "self") -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+@st.composite
+def mutated(
+    draw: st.DrawFn, originals: Sequence[bytes], alphabet: bytes, most: int, within: int
+) -> bytes:
+    """One of ``originals`` with up to ``most`` bytes of ``alphabet`` inserted or replacing
+    one, or bytes deleted, among its first ``within``: near misses of a well-formed message."""
+    data = bytearray(draw(st.sampled_from(originals)))
+    for _ in range(draw(st.integers(0, most))):
+        at = draw(st.integers(0, min(within, len(data)) - 1))
+        byte = draw(st.sampled_from(alphabet))
+        action = draw(st.sampled_from(["delete", "insert", "replace"]))
+        if action == "insert":
+            data.insert(at, byte)
+        elif action == "delete":
+            del data[at]
+        else:
+            data[at] = byte
+    return bytes(data)

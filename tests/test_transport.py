@@ -24,7 +24,6 @@ import h11
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from medulla_imaging_exporter import gcpolicy, transport
 from medulla_imaging_exporter.config import Entity, TLSConfig
@@ -40,6 +39,7 @@ from medulla_imaging_exporter.transport import (
     _Receiver,
 )
 from tests.conftest import MakeServer
+from tests.helpers import mutated
 
 EntityFor = Callable[..., Entity]
 
@@ -692,24 +692,6 @@ async def test_a_connection_close_in_a_plain_reply_closes_its_connection(
 MUTATION_BYTES = b"\r\n :\t\x00\x01\x7f\xff0123456789HTTP/1.0Content-Length:chunked,close"
 
 
-@st.composite
-def mutated_replies(draw: st.DrawFn) -> bytes:
-    """The usual reply or a chunked one, with up to three bytes deleted, inserted or replaced
-    in its head or the start of its body."""
-    data = bytearray(draw(st.sampled_from([PLAIN, CHUNKED])))
-    for _ in range(draw(st.integers(0, 3))):
-        at = draw(st.integers(0, HEAD_END + 40))
-        byte = draw(st.sampled_from(MUTATION_BYTES))
-        action = draw(st.sampled_from(["delete", "insert", "replace"]))
-        if action == "insert":
-            data.insert(at, byte)
-        elif action == "delete":
-            del data[at]
-        else:
-            data[at] = byte
-    return bytes(data)
-
-
 async def _seen(local_ca: LocalCA, ca_file: Path, reply: bytes) -> object:
     """What two probes of a server sending ``reply`` see, and the requests of each connection."""
     async with _tls_replier(local_ca, ca_file, [reply]) as (entity, requests):
@@ -724,7 +706,9 @@ async def _seen(local_ca: LocalCA, ca_file: Path, reply: bytes) -> object:
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(reply=mutated_replies())
+# The usual reply or a chunked one, with up to three bytes changed in its head or the start
+# of its body.
+@given(reply=mutated([PLAIN, CHUNKED], MUTATION_BYTES, 3, HEAD_END + 40))
 def test_reading_replies_without_h11_changes_nothing_a_probe_sees(
     local_ca: LocalCA, ca_file: Path, reply: bytes
 ) -> None:
