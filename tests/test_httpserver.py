@@ -18,6 +18,7 @@ import pytest
 from hypothesis import event, given, settings
 
 from medulla_imaging_exporter import httpserver
+from medulla_imaging_exporter.http11 import MAX_HEAD_BYTES
 from medulla_imaging_exporter.httpserver import App, Handler, HTTPError, Request, Response, Server
 from medulla_imaging_exporter.simulator import LocalCA
 from tests.helpers import mutated
@@ -234,9 +235,7 @@ async def test_head_gives_the_headers_of_get_without_a_body() -> None:
 async def test_malformed_and_oversized_requests_get_an_error_and_a_closed_connection() -> None:
     async with running(app()) as server:
         garbage = await exchange(server.port, b"this is not http\r\n\r\n")
-        huge = await exchange(
-            server.port, get("/echo", "X-Filler: " + "x" * 4 * httpserver.MAX_HEADER_BYTES)
-        )
+        huge = await exchange(server.port, get("/echo", "X-Filler: " + "x" * 4 * MAX_HEAD_BYTES))
         # The server still serves the next client.
         fine = await exchange(server.port, get("/echo", "Connection: close"))
     assert garbage.startswith(b"HTTP/1.1 400 ")

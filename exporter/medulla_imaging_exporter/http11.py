@@ -13,7 +13,7 @@ hypothesis against h11 itself).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
@@ -26,17 +26,16 @@ _NAME = re.compile(_TOKEN)
 _VALUE = re.compile(rb"(?:" + _VCHARS + rb"(?:[ \t]+" + _VCHARS + rb")*)?")
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 ([2-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?")
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.1")
-# h11's own limit on a head still incomplete.
+# h11's own default limit on a head still incomplete (431 for a request past it).
 MAX_HEAD_BYTES = 16 * 1024
 HEAD_END = b"\r\n\r\n"
 
 
 @dataclass(frozen=True, slots=True)
 class Fields:
-    """Header lines, as sent and their names in lower case, and what frames the message."""
+    """Header lines, as sent, and what frames the message."""
 
     headers: list[tuple[bytes, bytes]]
-    names: list[bytes]
     length: int | None  # Content-Length, None without one
     keep_alive: bool
 
@@ -58,11 +57,24 @@ class RequestHead:
     fields: Fields
 
 
+async def read_head(buffer: bytes, read: Callable[[], Awaitable[bytes]]) -> tuple[bytes, int]:
+    """``buffer`` and what ``read`` adds to it until a head ends, and where it ends: -1 where
+    h11 must say what is wrong (too long, not beginning with a letter as start lines do, or
+    the peer closing, which an empty buffer then tells)."""
+    while (end := buffer.find(HEAD_END)) < 0:
+        if len(buffer) > MAX_HEAD_BYTES or (buffer and not buffer[:1].isalpha()):
+            break
+        data = await read()
+        if not data:
+            break
+        buffer += data
+    return buffer, end
+
+
 def plain_fields(lines: Sequence[bytes]) -> Fields | None:
     """Header lines of the usual bytes, at most one Content-Length of digits and no
     Transfer-Encoding; None for any other (a folded line, an odd byte...)."""
     headers: list[tuple[bytes, bytes]] = []
-    names: list[bytes] = []
     length: int | None = None
     keep_alive = True
     for line in lines:
@@ -82,8 +94,7 @@ def plain_fields(lines: Sequence[bytes]) -> Fields | None:
         ]:
             keep_alive = False
         headers.append((name, value))
-        names.append(lower)
-    return Fields(headers, names, length, keep_alive)
+    return Fields(headers, length, keep_alive)
 
 
 def plain_response(head: bytes) -> ResponseHead | None:
@@ -107,12 +118,10 @@ def plain_request(head: bytes) -> RequestHead | None:
     if request is None:
         return None
     fields = plain_fields(lines)
-    if (
-        fields is None
-        or fields.length not in (None, 0)
-        or fields.names.count(b"host") != 1
-        or b"expect" in fields.names
-    ):
+    if fields is None or fields.length not in (None, 0):
+        return None
+    names = [name.lower() for name, _ in fields.headers]
+    if names.count(b"host") != 1 or b"expect" in names:
         return None
     return RequestHead(request[1], request[2], fields)
 

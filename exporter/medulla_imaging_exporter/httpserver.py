@@ -24,14 +24,19 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
 
-from medulla_imaging_exporter.http11 import HEAD_END, header_line, plain_request
+from medulla_imaging_exporter.http11 import (
+    HEAD_END,
+    MAX_HEAD_BYTES,
+    header_line,
+    plain_request,
+    read_head,
+)
 
 log = logging.getLogger(__name__)
 
-# h11's own default. A request line and headers still incomplete past this get 431: read in
-# reads of this size, they may reach twice as much.
-MAX_HEADER_BYTES = 16 * 1024
-READ_BYTES = MAX_HEADER_BYTES
+# A request line and headers still incomplete past MAX_HEAD_BYTES get 431: read in reads of
+# this size, they may reach twice as much.
+READ_BYTES = MAX_HEAD_BYTES
 # What a reply gathers before it is written: about one chunk of /metrics.
 WRITE_BYTES = 64 * 1024
 # The exporter's routes take no body; a larger one is refused rather than buffered.
@@ -242,7 +247,7 @@ class _Wire:
             request = await self._read_plain(peer)
             if request is not None:
                 return request
-            self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+            self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
             if self._buffer:  # never nothing: to h11, that is the client closing
                 self.h11.receive_data(self._buffer)
                 self._buffer = b""
@@ -250,17 +255,9 @@ class _Wire:
 
     async def _read_plain(self, peer: _Peer) -> Request | None:
         """The next request if plain; else None, with every byte read kept for h11."""
-        buffer = self._buffer
-        while (end := buffer.find(HEAD_END)) < 0:
-            # Too long, or not even the start of a method: h11 says what is wrong.
-            if len(buffer) > MAX_HEADER_BYTES or (buffer and not buffer[:1].isalpha()):
-                break
-            data = await self.reader.read(READ_BYTES)
-            if not data:
-                if not buffer:
-                    raise _Closed  # between requests: the client is done
-                break  # mid-request: h11 says what that means
-            buffer += data
+        buffer, end = await read_head(self._buffer, lambda: self.reader.read(READ_BYTES))
+        if not buffer:
+            raise _Closed  # between requests: the client is done
         head = plain_request(buffer[:end]) if end >= 0 else None
         if head is None:
             self._buffer = buffer

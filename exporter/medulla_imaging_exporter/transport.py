@@ -22,7 +22,7 @@ import httpx
 
 from medulla_imaging_exporter import __version__, certificate
 from medulla_imaging_exporter.config import Entity, TLSConfig, ssl_context
-from medulla_imaging_exporter.http11 import HEAD_END, MAX_HEAD_BYTES, ResponseHead, plain_response
+from medulla_imaging_exporter.http11 import HEAD_END, ResponseHead, plain_response, read_head
 from medulla_imaging_exporter.parsing import REQUEST_BODY
 
 USER_AGENT = f"medulla-imaging-exporter/{__version__}"
@@ -448,18 +448,8 @@ class _Connection:
     async def _read_plain_head(self) -> ResponseHead | None:
         """The reply's head if plain, with the bytes after it kept for the body; else None,
         with every byte read kept for h11."""
-        buffer = self._buffer
-        while (end := buffer.find(HEAD_END)) < 0:
-            # Too long, or not even the start of a status line: h11 says what is wrong.
-            if len(buffer) > MAX_HEAD_BYTES or buffer[:1] not in (b"", b"H"):
-                self._buffer = buffer
-                return None
-            data = await self.stream.read()
-            if not data:  # h11 says what a close here means
-                self._buffer = buffer
-                return None
-            buffer += data
-        head = plain_response(buffer[:end])
+        buffer, end = await read_head(self._buffer, self.stream.read)
+        head = plain_response(buffer[:end]) if end >= 0 else None
         if head is None:
             self._buffer = buffer
             return None
