@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -82,7 +84,7 @@ def record(entities: int, scrapes: int, sampler: Sequence[str], stacks: Path, wo
                 for _ in range(scrapes):
                     client.get(f"{base}/metrics").raise_for_status()
             # Stopping the CLI ends the recording: py-spy writes its file when its child exits.
-            subprocess.run(["kill", "-TERM", str(child_pid(proc.pid))], check=True)
+            os.kill(child_pid(proc.pid), signal.SIGTERM)
             if proc.wait(timeout=60) != 0:
                 raise RuntimeError(f"py-spy exited with {proc.returncode}")
         finally:
